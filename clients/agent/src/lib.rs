@@ -1,0 +1,1 @@
+//! backwatch agent library (being built).
