@@ -1,1 +1,49 @@
-fn main() {}
+//! The `backwatch` command: `serve` runs the hub, `demo` runs it with simulated agents.
+
+use backwatch::config::ServeConfig;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "backwatch", version, about = "Telemetry hub for backup jobs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(ServeConfig),
+    /// Run the hub with simulated agents backing up a few machines in a loop.
+    Demo(ServeConfig),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let (Command::Serve(config) | Command::Demo(config)) = &cli.command;
+    init_logs(&config.log_format);
+    let result = match cli.command {
+        Command::Serve(config) => backwatch::run_until_signal(config, false).await,
+        Command::Demo(config) => backwatch::run_until_signal(config, true).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("backwatch: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BACKWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}

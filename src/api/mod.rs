@@ -1,0 +1,5 @@
+//! gRPC transport: the `TelemetryService` implementation over `Hub`, and the one place where
+//! hub errors become gRPC statuses.
+
+pub mod service;
+pub mod status;

@@ -1,0 +1,59 @@
+//! # backwatch — telemetry hub for backup jobs
+//!
+//! Backup agents report job progress over gRPC; the hub keeps live state in memory, stores a
+//! snapshot every 30 s, streams updates to watchers, and rolls each finished job up into a
+//! compact performance record.
+//!
+//! ## Layout (dependencies point inward: `api` → `hub` → `live`, `store` → `domain`)
+//! - [`domain`] — pure logic: report validation, the job state machine and snapshot policy,
+//!   rollup and downsampling. No network, no database.
+//! - [`store`] — Diesel schema and rows, the SQLite/PostgreSQL pool, read queries and the
+//!   group-commit writer.
+//! - [`live`] — jobs in memory (one lock per job) and the watch fan-out.
+//! - [`hub`] — one method per API call, shared by every transport.
+//! - [`api`] — the tonic service and the single error → status mapping.
+//! - [`server`] — one listener for gRPC, grpc-web, reflection, health and the GUI.
+//! - [`config`] — command-line flags and their `BACKWATCH_…` twins.
+//! - [`proto`] — generated `backwatch.v1` types.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod hub;
+pub mod live;
+pub mod proto;
+pub mod server;
+pub mod store;
+
+/// Binds the configured address and runs the hub until SIGINT or SIGTERM; with `demo`,
+/// simulated agents report to it.
+pub async fn run_until_signal(config: config::ServeConfig, demo: bool) -> error::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| error::Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    if demo {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| error::Error::Internal(e.to_string()))?;
+        tracing::info!("demo: simulated agents will report to http://{addr}");
+        // Filled in once the agent crate's simulator lands.
+        let _ = addr;
+    }
+    server::run(listener, config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,102 @@
+//! Live state: every job the hub is working with, in memory, one lock per job so reports for
+//! different jobs never wait on each other, plus the watch fan-out (`watch`).
+
+pub mod watch;
+
+use crate::domain::job::JobState;
+use crate::proto;
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Mutex;
+
+/// One job in memory.
+#[derive(Debug, Clone)]
+pub struct LiveJob {
+    pub state: JobState,
+    /// The performance record once the job has been rolled up.
+    pub record: Option<Arc<proto::PerformanceRecord>>,
+    /// When this hub learnt the job ended; ended jobs are evicted a while later.
+    pub ended_seen: Option<Instant>,
+}
+
+impl LiveJob {
+    pub fn new(state: JobState, record: Option<proto::PerformanceRecord>) -> Self {
+        let ended_seen = state.status.is_terminal().then(Instant::now);
+        LiveJob {
+            state,
+            record: record.map(Arc::new),
+            ended_seen,
+        }
+    }
+}
+
+/// `None` until the job has been looked up in the database.
+pub type Slot = Arc<Mutex<Option<LiveJob>>>;
+
+/// The in-memory job table.
+#[derive(Default)]
+pub struct LiveJobs {
+    slots: DashMap<String, Slot>,
+}
+
+impl LiveJobs {
+    /// The job's slot, created empty when absent.
+    pub fn slot(&self, job_id: &str) -> Slot {
+        if let Some(s) = self.slots.get(job_id) {
+            return s.clone();
+        }
+        self.slots.entry(job_id.to_string()).or_default().clone()
+    }
+
+    /// The job's slot if the hub holds it.
+    pub fn get(&self, job_id: &str) -> Option<Slot> {
+        self.slots.get(job_id).map(|s| s.clone())
+    }
+
+    /// Forgets a slot that turned out to name no job.
+    pub fn forget_if_empty(&self, job_id: &str) {
+        self.slots.remove_if(job_id, |_, s| {
+            s.try_lock().map(|g| g.is_none()).unwrap_or(false)
+        });
+    }
+
+    /// Slots whose jobs ended more than `after` ago are dropped; returns how many.
+    pub fn evict_ended(&self, after: std::time::Duration) -> usize {
+        let before = self.slots.len();
+        self.slots.retain(|_, s| match s.try_lock() {
+            Ok(g) => match g.as_ref() {
+                None => false,
+                Some(j) => j.ended_seen.is_none_or(|t| t.elapsed() < after),
+            },
+            Err(_) => true,
+        });
+        before - self.slots.len()
+    }
+
+    /// Ids of running jobs whose last report reached this hub before `before` (hub clock).
+    pub fn silent_since(&self, before: crate::domain::Millis) -> Vec<String> {
+        self.slots
+            .iter()
+            .filter_map(|e| {
+                let g = e.value().try_lock().ok()?;
+                let j = g.as_ref()?;
+                (!j.state.status.is_terminal() && j.state.last_received_at < before)
+                    .then(|| e.key().clone())
+            })
+            .collect()
+    }
+
+    /// Running jobs held in memory.
+    pub fn running(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|e| {
+                e.value()
+                    .try_lock()
+                    .map(|g| g.as_ref().is_some_and(|j| !j.state.status.is_terminal()))
+                    .unwrap_or(true)
+            })
+            .count()
+    }
+}

@@ -1,0 +1,185 @@
+//! Wires the hub into one listener: native gRPC and grpc-web (HTTP/1.1) for TelemetryService,
+//! reflection v1 and v1alpha, the health service, and the GUI's static files at `/`.
+//! `run(listener, config, shutdown)` takes a bound listener so tests start it on port 0.
+
+use crate::api::service::Service;
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::hub::{Hub, Settings};
+use crate::proto;
+use crate::proto::telemetry_service_server::TelemetryServiceServer;
+use crate::store::Store;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// How often the database is pinged for the health service.
+const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the hub on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// calls finish, ends watch streams and commits every pending write.
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let store = tokio::task::spawn_blocking({
+        let (url, size) = (config.database_url.clone(), config.pool_size);
+        move || Store::open(&url, size)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let hub = Hub::new(
+        store.clone(),
+        Settings {
+            snapshot_interval: config.snapshot_interval,
+            update_interval: config.update_interval,
+            stall_timeout: config.stall_timeout,
+        },
+        stop_rx.clone(),
+    );
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));
+    tokio::spawn(sweep_forever(
+        hub.clone(),
+        config.stall_timeout,
+        stop_rx.clone(),
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+
+    let mut routes = tonic::service::Routes::builder();
+    routes
+        .add_service(TelemetryServiceServer::new(Service::new(hub.clone())))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let mut router = routes.routes().prepare().into_axum_router();
+    if let Some(dir) = ui_dir(&config) {
+        tracing::info!(dir = %dir.display(), "serving the web GUI");
+        let index = ServeFile::new(dir.join("index.html"));
+        router = router.fallback_service(ServeDir::new(dir).fallback(index));
+    }
+
+    let cors = (!config.allowed_origins.is_empty())
+        .then(|| cors_layer(&config.allowed_origins))
+        .transpose()?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tracing::info!(database = %store.describe(), "listening on http://{addr}");
+    let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(tower::util::option_layer(cors))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(tonic::service::Routes::from(router))
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending watch streams, finishing calls");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let flushed = hub.flush().await;
+    tracing::info!("pending writes committed; stopped");
+    served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;
+    flushed
+}
+
+fn ui_dir(config: &ServeConfig) -> Option<PathBuf> {
+    match &config.ui_dir {
+        Some(dir) => Some(dir.clone()),
+        None => {
+            let default = PathBuf::from("clients/web/dist");
+            default.join("index.html").exists().then_some(default)
+        }
+    }
+}
+
+fn cors_layer(origins: &[String]) -> Result<tower_http::cors::CorsLayer> {
+    use http::header::HeaderName;
+    let origins = origins
+        .iter()
+        .map(|o| o.parse::<http::HeaderValue>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| {
+            Error::invalid(
+                "allowed-origin",
+                "must be an origin like https://ops.example.com",
+            )
+        })?;
+    Ok(tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([http::Method::POST, http::Method::GET, http::Method::OPTIONS])
+        .allow_headers(
+            [
+                "content-type",
+                "x-grpc-web",
+                "x-user-agent",
+                "grpc-timeout",
+                "authorization",
+            ]
+            .map(HeaderName::from_static),
+        )
+        .expose_headers(
+            ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static),
+        ))
+}
+
+async fn probe_health(
+    store: Store,
+    health: tonic_health::server::HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "database unreachable: health is NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            health.set_service_status("", status).await;
+            health
+                .set_service_status("backwatch.v1.TelemetryService", status)
+                .await;
+            last = Some(status);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_PROBE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn sweep_forever(hub: Arc<Hub>, stall_timeout: Duration, mut stop: watch::Receiver<bool>) {
+    let every = (stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = hub.sweep().await {
+            tracing::warn!(error = %e, "stall sweep failed; will retry");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Persistence: the Diesel schema and rows, a connection pool over SQLite (embedded default) or
+//! PostgreSQL chosen by URL scheme, embedded migrations, read queries, and the group-commit
+//! writer. Diesel is blocking: every query runs through `Store::run` on the blocking pool, and no
+//! connection is ever held across an `.await`.
+
+pub mod queries;
+pub mod rows;
+pub mod schema;
+pub mod writer;
+
+use crate::error::{Error, Result};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either engine; queries written once with Diesel's DSL run on both.
+#[derive(diesel::MultiConnection)]
+pub enum Db {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Where the database lives, parsed from `--database-url`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseUrl {
+    /// A file path (`sqlite://backwatch.db`, `sqlite:///var/lib/backwatch.db`).
+    Sqlite(String),
+    /// A libpq URL (`postgres://user@host/db`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses the flag value; the scheme picks the engine.
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(Error::invalid(
+                    "database-url",
+                    "sqlite:// needs a file path",
+                ));
+            }
+            Ok(DatabaseUrl::Sqlite(path.to_string()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_string()))
+        } else {
+            Err(Error::invalid(
+                "database-url",
+                "must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+
+    /// The URL with any password hidden, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{path}"),
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if at > s => {
+                    let userinfo = &url[s + 3..at];
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// Opens connections for the pool, keeping the engine's own error message.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    url: DatabaseUrl,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+impl ManageConnection for Connector {
+    type Connection = Db;
+    type Error = ConnectError;
+
+    fn connect(&self) -> std::result::Result<Db, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(path)
+                    .map_err(|e| ConnectError(e.to_string()))?;
+                // WAL keeps readers off the writer's back; NORMAL sync is durable across process
+                // crashes (kill -9), which is the contract; the busy timeout absorbs checkpoints.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| ConnectError(e.to_string()))?;
+                Ok(Db::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(Db::Postgresql)
+                .map_err(|e| ConnectError(e.to_string().trim().to_string())),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Db) -> std::result::Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ConnectError(e.to_string()))
+    }
+
+    fn has_broken(&self, _conn: &mut Db) -> bool {
+        false
+    }
+}
+
+/// The connection pool and the way to run blocking queries from async code.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<Connector>,
+    url: DatabaseUrl,
+}
+
+impl Store {
+    /// Connects (failing fast with the engine's message), runs the embedded migrations and builds
+    /// the pool.
+    pub fn open(url: &str, pool_size: u32) -> Result<Store> {
+        let url = DatabaseUrl::parse(url)?;
+        let connector = Connector { url: url.clone() };
+        let mut first = connector
+            .connect()
+            .map_err(|e| Error::Unavailable(format!("cannot open {}: {e}", url.redacted())))?;
+        migrate(&mut first)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(connector);
+        Ok(Store { pool, url })
+    }
+
+    /// The database URL with any password hidden.
+    pub fn describe(&self) -> String {
+        self.url.redacted()
+    }
+
+    /// True when the store is the embedded SQLite file (one writer at a time).
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.url, DatabaseUrl::Sqlite(_))
+    }
+
+    /// Checks out a connection for blocking code (the writer thread).
+    pub fn connection(&self) -> Result<r2d2::PooledConnection<Connector>> {
+        self.pool
+            .get()
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = store.connection()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(Error::from))
+            .await
+    }
+}
+
+fn migrate(conn: &mut Db) -> Result<()> {
+    let result = match conn {
+        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        Db::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| Error::Internal(format!("migrations failed: {e}")))
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error as D;
+        match e {
+            D::NotFound => Error::NotFound("not found".into()),
+            D::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, info)
+            | D::DatabaseError(diesel::result::DatabaseErrorKind::UnableToSendCommand, info) => {
+                Error::Unavailable(info.message().to_string())
+            }
+            D::DatabaseError(_, info) if info.message().contains("database is locked") => {
+                Error::Unavailable(info.message().to_string())
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_engine_and_passwords_stay_out_of_logs() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://backwatch.db").unwrap(),
+            DatabaseUrl::Sqlite("backwatch.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/bw.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/bw.db".into())
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        let pg = DatabaseUrl::parse("postgres://bw:secret@db.local:5432/bw").unwrap();
+        assert_eq!(pg.redacted(), "postgres://bw:***@db.local:5432/bw");
+    }
+}

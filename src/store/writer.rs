@@ -1,0 +1,297 @@
+//! The group-commit writer: one thread takes every pending job write, commits as many as are
+//! waiting in one transaction (each in its own savepoint, so one bad write fails alone), and then
+//! answers each waiter. Snapshot inserts, job creation and the terminal rollup all go through it;
+//! a report is acknowledged only after its write is committed.
+
+use super::rows::{JobProgress, JobRow, MachineRow, SnapshotRow};
+use super::schema::{backup_jobs, job_telemetry_snapshots, machines};
+use super::{Db, Store};
+use crate::domain::job::JobState;
+use crate::domain::report::MachineFacts;
+use crate::domain::rollup::{encode_record, rollup, RollupInput};
+use crate::domain::{JobStatus, Millis};
+use crate::error::{Error, Result};
+use crate::proto;
+use diesel::prelude::*;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes committed in one transaction.
+pub const MAX_BATCH: usize = 2048;
+/// Writes waiting for the writer before callers wait for room.
+const QUEUE: usize = 65_536;
+
+/// What to persist for one job.
+#[derive(Debug, Clone)]
+pub struct JobWrite {
+    pub kind: WriteKind,
+    /// The job after the report (or the sweep) that caused the write.
+    pub job: JobState,
+    /// Snapshot points to insert.
+    pub points: Vec<crate::domain::Point>,
+}
+
+#[derive(Debug, Clone)]
+pub enum WriteKind {
+    /// The job's first report: the machine is upserted and the job row inserted.
+    Create { machine: Option<MachineFacts> },
+    /// A running job's snapshot.
+    Progress,
+    /// The job ended: final points, record and status in one go, snapshots deleted.
+    End,
+}
+
+/// What a committed write did.
+#[derive(Debug, Clone)]
+pub enum WriteOutcome {
+    Stored,
+    /// The rollup ran; this is the record now on the job row.
+    RolledUp(proto::PerformanceRecord),
+    /// The job had already ended (another hub or the sweep got there first).
+    AlreadyEnded {
+        status: JobStatus,
+        last_sequence: u64,
+    },
+}
+
+struct Pending {
+    write: Option<JobWrite>,
+    reply: oneshot::Sender<Result<WriteOutcome>>,
+}
+
+/// Handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// Figures of the last batches, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchStats {
+    pub size: usize,
+    pub micros: u128,
+}
+
+impl Writer {
+    /// Starts the writer thread on `store`.
+    pub fn start(store: Store) -> Writer {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("backwatch-writer".into())
+            .spawn(move || run(store, rx))
+            .expect("spawning the writer thread");
+        Writer { tx }
+    }
+
+    /// Queues a write and waits until it is committed.
+    pub async fn write(&self, write: JobWrite) -> Result<WriteOutcome> {
+        self.send(Some(write)).await
+    }
+
+    /// Waits until every write queued before this call is committed.
+    pub async fn flush(&self) -> Result<()> {
+        self.send(None).await.map(|_| ())
+    }
+
+    async fn send(&self, write: Option<JobWrite>) -> Result<WriteOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { write, reply })
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the writer dropped a write".into()))?
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let results = commit(&store, &batch);
+        let stats = BatchStats {
+            size: batch.len(),
+            micros: started.elapsed().as_micros(),
+        };
+        tracing::trace!(
+            size = stats.size,
+            micros = stats.micros as u64,
+            "write batch committed"
+        );
+        match results {
+            Ok(results) => {
+                for (p, r) in batch.drain(..).zip(results) {
+                    let _ = p.reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, writes = batch.len(), "write batch failed");
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(Error::Unavailable(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Commits a batch; the outer error means nothing was committed.
+fn commit(store: &Store, batch: &[Pending]) -> Result<Vec<Result<WriteOutcome>>> {
+    let mut conn = store.connection()?;
+    let now = crate::domain::now_millis();
+    let mut results = Vec::with_capacity(batch.len());
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for p in batch {
+            results.push(match &p.write {
+                None => Ok(WriteOutcome::Stored),
+                Some(w) => conn.transaction(|conn| apply(conn, w, now)).map_err(|e| {
+                    tracing::warn!(job_id = %w.job.job_id, error = %e, "job write failed");
+                    Error::from(e)
+                }),
+            });
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::Unavailable(e.to_string()))?;
+    Ok(results)
+}
+
+fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> {
+    let job = &w.job;
+    match &w.kind {
+        WriteKind::Create { machine } => {
+            upsert_machine(conn, &job.machine, machine.as_ref(), now)?;
+            diesel::insert_into(backup_jobs::table)
+                .values(JobRow::new(job))
+                .execute(conn)?;
+            insert_points(conn, w)?;
+            Ok(WriteOutcome::Stored)
+        }
+        WriteKind::Progress => {
+            if !update_running(conn, job)? {
+                return already_ended(conn, &job.job_id);
+            }
+            insert_points(conn, w)?;
+            Ok(WriteOutcome::Stored)
+        }
+        WriteKind::End => {
+            // The conditional update locks the row and makes the rollup happen exactly once.
+            if !update_running(conn, job)? {
+                return already_ended(conn, &job.job_id);
+            }
+            insert_points(conn, w)?;
+            let points: Vec<_> = job_telemetry_snapshots::table
+                .filter(job_telemetry_snapshots::job_id.eq(&job.job_id))
+                .order((
+                    job_telemetry_snapshots::sampled_at_ms.asc(),
+                    job_telemetry_snapshots::sequence.asc(),
+                ))
+                .select(SnapshotRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(SnapshotRow::into_point)
+                .collect();
+            let ended_at = job.ended_at.unwrap_or(job.last_report_at);
+            let record = rollup(&RollupInput {
+                started_at: job.started_at,
+                ended_at,
+                bytes_transferred: job.bytes_transferred,
+                peak_speed_bps: job.peak_speed_bps,
+                min_speed_bps: job.min_speed_bps,
+                points: &points,
+            });
+            diesel::update(backup_jobs::table.find(&job.job_id))
+                .set((
+                    backup_jobs::performance_metrics.eq(encode_record(&record)),
+                    backup_jobs::peak_speed_bps.eq(record.peak_speed_bps as i64),
+                    backup_jobs::min_speed_bps.eq(record.min_speed_bps as i64),
+                    backup_jobs::average_speed_bps.eq(record.average_speed_bps as i64),
+                    backup_jobs::duration_ms.eq(ended_at - job.started_at),
+                ))
+                .execute(conn)?;
+            diesel::delete(
+                job_telemetry_snapshots::table
+                    .filter(job_telemetry_snapshots::job_id.eq(&job.job_id)),
+            )
+            .execute(conn)?;
+            diesel::update(machines::table.find(&job.machine))
+                .set(machines::last_seen_at_ms.eq(now))
+                .execute(conn)?;
+            Ok(WriteOutcome::RolledUp(record))
+        }
+    }
+}
+
+/// Updates a running job's row; false when it is no longer running.
+fn update_running(conn: &mut Db, job: &JobState) -> QueryResult<bool> {
+    let updated = diesel::update(
+        backup_jobs::table
+            .filter(backup_jobs::job_id.eq(&job.job_id))
+            .filter(backup_jobs::status.eq(JobStatus::Running.as_str())),
+    )
+    .set(JobProgress::of(job))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+fn already_ended(conn: &mut Db, job_id: &str) -> QueryResult<WriteOutcome> {
+    let (status, last_sequence): (String, i64) = backup_jobs::table
+        .find(job_id)
+        .select((backup_jobs::status, backup_jobs::last_sequence))
+        .first(conn)?;
+    Ok(WriteOutcome::AlreadyEnded {
+        status: JobStatus::parse(&status).unwrap_or(JobStatus::Abandoned),
+        last_sequence: last_sequence as u64,
+    })
+}
+
+fn insert_points(conn: &mut Db, w: &JobWrite) -> QueryResult<()> {
+    if w.points.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<SnapshotRow> = w
+        .points
+        .iter()
+        .map(|p| SnapshotRow::new(&w.job.job_id, p))
+        .collect();
+    // Multi-row inserts are backend-specific in Diesel, hence the match.
+    let insert = diesel::insert_into(job_telemetry_snapshots::table).values(&rows);
+    match conn {
+        Db::Sqlite(c) => insert.execute(c)?,
+        Db::Postgresql(c) => insert.execute(c)?,
+    };
+    Ok(())
+}
+
+fn upsert_machine(
+    conn: &mut Db,
+    name: &str,
+    facts: Option<&MachineFacts>,
+    now: Millis,
+) -> QueryResult<()> {
+    let seen = diesel::update(machines::table.find(name))
+        .set(machines::last_seen_at_ms.eq(now))
+        .execute(conn)?;
+    if seen == 0 {
+        diesel::insert_into(machines::table)
+            .values(MachineRow::new(name, facts, now))
+            .execute(conn)?;
+    } else if let Some(f) = facts {
+        diesel::update(machines::table.find(name))
+            .set((
+                machines::cpu_cores.eq(f.cpu_cores),
+                machines::memory_bytes.eq(f.memory_bytes),
+                machines::disk_count.eq(f.disk_count),
+                machines::os.eq(&f.os),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
