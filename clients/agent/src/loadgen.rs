@@ -1,0 +1,410 @@
+//! Load against a hub: a paced fleet of jobs, saturated `ReportProgress`, many `WatchJob`
+//! streams, and the latency statistics the benchmark prints.
+//!
+//! Every simulated job reports like a real agent would (strictly increasing sequence, growing
+//! bytes, `sampled_at` = now, machine and type on every report), so the hub does its real work:
+//! job creation, live state, a snapshot every 30 s per job.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tokio::time::sleep_until;
+
+use crate::hub::HubClient;
+use crate::proto::{JobStatus, JobType, ReportProgressRequest, WatchJobRequest};
+
+/// Sorted latencies in microseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<u32>);
+
+impl Latencies {
+    pub fn new(mut micros: Vec<u32>) -> Self {
+        micros.sort_unstable();
+        Latencies(micros)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `q` quantile (0.5, 0.99); zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
+        Duration::from_micros(u64::from(self.0[rank - 1]))
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(u64::from(self.0.last().copied().unwrap_or(0)))
+    }
+
+    /// `p50 1.23 ms  p99 4.56 ms  max 7.89 ms (n=…)`
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {}  p99 {}  max {}  (n={})",
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.max()),
+            self.len()
+        )
+    }
+}
+
+/// `1.234 ms`
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One answered report: when it was sent (since the run started) and how long the answer took.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub sent_ms: u32,
+    pub latency_us: u32,
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Answered reports sent after the warm-up.
+    pub samples: Vec<Sample>,
+    /// Failed calls, any time.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Length of the measured window (after the warm-up).
+    pub window: Duration,
+}
+
+impl LoadReport {
+    /// Answered reports per second in the measured window.
+    pub fn throughput(&self) -> f64 {
+        self.samples.len() as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn latencies(&self) -> Latencies {
+        Latencies::new(self.samples.iter().map(|s| s.latency_us).collect())
+    }
+
+    /// Latencies of reports sent in `[from, to)` since the run started.
+    pub fn latencies_between(&self, from: Duration, to: Duration) -> Latencies {
+        let (from, to) = (from.as_millis() as u32, to.as_millis() as u32);
+        Latencies::new(
+            self.samples
+                .iter()
+                .filter(|s| s.sent_ms >= from && s.sent_ms < to)
+                .map(|s| s.latency_us)
+                .collect(),
+        )
+    }
+
+    /// Throughput, latencies and errors on one line.
+    pub fn summary(&self) -> String {
+        let errors = match &self.first_error {
+            Some(e) => format!("  errors {} (first: {e})", self.errors),
+            None => String::new(),
+        };
+        format!(
+            "{:.0} req/s  {}{errors}",
+            self.throughput(),
+            self.latencies().summary()
+        )
+    }
+
+    fn merge(&mut self, part: Part) {
+        self.samples.extend(part.samples);
+        self.errors += part.errors;
+        if self.first_error.is_none() {
+            self.first_error = part.first_error;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Part {
+    samples: Vec<Sample>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Part {
+    fn record(
+        &mut self,
+        started: Instant,
+        measure_from: Instant,
+        sent: Instant,
+        result: Result<(), tonic::Status>,
+    ) {
+        match result {
+            Ok(()) if sent >= measure_from => self.samples.push(Sample {
+                sent_ms: (sent - started).as_millis() as u32,
+                latency_us: sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+            }),
+            Ok(()) => {}
+            Err(status) => {
+                self.errors += 1;
+                self.first_error
+                    .get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+            }
+        }
+    }
+}
+
+/// Report number `sequence` of a simulated running job: 16 MB/s, a snapshot-worthy curve.
+pub fn running_report(
+    job_id: &str,
+    machine: &str,
+    sequence: u64,
+    sampled_at: SystemTime,
+) -> ReportProgressRequest {
+    const TOTAL: u64 = 2_000_000_000_000;
+    let bytes = sequence * 48_000_000;
+    ReportProgressRequest {
+        job_id: job_id.to_string(),
+        sequence,
+        sampled_at: Some(sampled_at.into()),
+        status: JobStatus::Running as i32,
+        phase: "transfer".into(),
+        bytes_transferred: bytes,
+        total_bytes: TOTAL,
+        progress_percent: (bytes as f64 * 100.0 / TOTAL as f64).min(99.0),
+        transfer_speed_bps: 16_000_000 + (sequence % 7) * 1_000_000,
+        error_message: String::new(),
+        machine: machine.to_string(),
+        job_type: JobType::Incremental as i32,
+        machine_info: None,
+    }
+}
+
+/// The terminal report that ends a job made of [`running_report`]s.
+pub fn terminal_report(
+    job_id: &str,
+    machine: &str,
+    sequence: u64,
+    sampled_at: SystemTime,
+) -> ReportProgressRequest {
+    ReportProgressRequest {
+        status: JobStatus::Succeeded as i32,
+        phase: "finalize".into(),
+        progress_percent: 100.0,
+        ..running_report(job_id, machine, sequence, sampled_at)
+    }
+}
+
+/// Machine of job number `i` in a fleet (200 machines per fleet).
+pub fn machine_of(prefix: &str, i: usize) -> String {
+    format!("{prefix}-m{:03}", i % 200)
+}
+
+/// `jobs` jobs named `<prefix>-<i>`, each reporting every `interval` (their first reports spread
+/// evenly over one interval) for `duration`. Latencies count from `warmup` on, which should
+/// cover at least the first interval, when every job is created.
+pub async fn paced(
+    clients: &[HubClient],
+    prefix: &str,
+    jobs: usize,
+    interval: Duration,
+    duration: Duration,
+    warmup: Duration,
+) -> LoadReport {
+    let started = Instant::now();
+    let (measure_from, end) = (started + warmup, started + duration);
+    let mut tasks = JoinSet::new();
+    for i in 0..jobs {
+        let mut client = clients[i % clients.len()].clone();
+        let job_id = format!("{prefix}-{i}");
+        let machine = machine_of(prefix, i);
+        let mut tick = started + interval.mul_f64(i as f64 / jobs as f64);
+        tasks.spawn(async move {
+            let mut part = Part::default();
+            let mut sequence = 0;
+            while tick < end {
+                sleep_until(tick.into()).await;
+                sequence += 1;
+                let sent = Instant::now();
+                let request = running_report(&job_id, &machine, sequence, SystemTime::now());
+                let result = client.report_progress(request).await.map(|_| ());
+                part.record(started, measure_from, sent, result);
+                tick += interval;
+            }
+            part
+        });
+    }
+    collect(tasks, duration.saturating_sub(warmup)).await
+}
+
+/// `concurrency` jobs named `<prefix>-<i>`, each sending its next report as soon as the last is
+/// answered, for `duration`; throughput and latencies count from `warmup` on.
+pub async fn saturated(
+    clients: &[HubClient],
+    prefix: &str,
+    concurrency: usize,
+    duration: Duration,
+    warmup: Duration,
+) -> LoadReport {
+    let started = Instant::now();
+    let (measure_from, end) = (started + warmup, started + duration);
+    let mut tasks = JoinSet::new();
+    for i in 0..concurrency {
+        let mut client = clients[i % clients.len()].clone();
+        let job_id = format!("{prefix}-{i}");
+        let machine = machine_of(prefix, i);
+        tasks.spawn(async move {
+            let mut part = Part::default();
+            let mut sequence = 0;
+            while Instant::now() < end {
+                sequence += 1;
+                let sent = Instant::now();
+                let request = running_report(&job_id, &machine, sequence, SystemTime::now());
+                let result = client.report_progress(request).await.map(|_| ());
+                part.record(started, measure_from, sent, result);
+            }
+            part
+        });
+    }
+    collect(tasks, duration.saturating_sub(warmup)).await
+}
+
+async fn collect(mut tasks: JoinSet<Part>, window: Duration) -> LoadReport {
+    let mut report = LoadReport {
+        window,
+        ..LoadReport::default()
+    };
+    while let Some(part) = tasks.join_next().await {
+        report.merge(part.expect("load task panicked"));
+    }
+    report
+}
+
+/// What the watchers saw.
+#[derive(Debug, Clone, Default)]
+pub struct WatchReport {
+    /// Streams that delivered their first message.
+    pub opened: usize,
+    pub failed: usize,
+    pub first_error: Option<String>,
+    /// From the call to the first message (the job's full state).
+    pub first_message: Latencies,
+    /// Per update: arrival minus its expected tick (see [`watch`]).
+    pub lag: Latencies,
+    pub updates: u64,
+    /// Updates that were expected by the stream's schedule but never came.
+    pub missed: u64,
+}
+
+/// Opens one `WatchJob` stream per job id (spread over the first `interval`, as GUIs come and
+/// go) and listens for `duration`.
+///
+/// Lag definition: the hub promises update k of a stream at t0 + k × interval. The phase t0 is
+/// the hub's choice and cannot be seen from outside, so each stream takes the most favourable
+/// one its own updates allow: t0 = min over k of (arrival_k − k × interval). Lag of update k is
+/// arrival_k − (t0 + k × interval): zero for the most punctual update, and it grows with
+/// late ticks, jitter and drift (a skipped tick also counts in `missed`). A constant delay common
+/// to every update of a stream is not visible this way.
+pub async fn watch(
+    clients: &[HubClient],
+    job_ids: Vec<String>,
+    interval: Duration,
+    duration: Duration,
+) -> WatchReport {
+    let started = Instant::now();
+    let count = job_ids.len();
+    let mut tasks = JoinSet::new();
+    for (i, job_id) in job_ids.into_iter().enumerate() {
+        let mut client = clients[i % clients.len()].clone();
+        let open_at = started + interval.mul_f64(i as f64 / count as f64);
+        let end = open_at + duration;
+        tasks.spawn(async move {
+            sleep_until(open_at.into()).await;
+            let opened = Instant::now();
+            let request = WatchJobRequest {
+                job_id,
+                interval: Some(interval.try_into().expect("interval fits")),
+            };
+            let mut stream = client.watch_job(request).await?.into_inner();
+            stream.message().await?;
+            let first = opened.elapsed();
+            let mut arrivals = Vec::new();
+            while let Ok(message) = tokio::time::timeout_at(end.into(), stream.message()).await {
+                if message?.is_none() {
+                    break;
+                }
+                arrivals.push(Instant::now());
+            }
+            Ok::<_, tonic::Status>((first, arrivals))
+        });
+    }
+    let mut report = WatchReport::default();
+    let (mut firsts, mut lags) = (Vec::new(), Vec::new());
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("watch task panicked") {
+            Ok((first, arrivals)) => {
+                report.opened += 1;
+                firsts.push(first.as_micros() as u32);
+                report.updates += arrivals.len() as u64;
+                let (stream_lags, missed) = tick_lags(&arrivals, interval);
+                report.missed += missed;
+                lags.extend(stream_lags);
+            }
+            Err(status) => {
+                report.failed += 1;
+                report
+                    .first_error
+                    .get_or_insert_with(|| format!("{:?}: {}", status.code(), status.message()));
+            }
+        }
+    }
+    report.first_message = Latencies::new(firsts);
+    report.lag = Latencies::new(lags);
+    report
+}
+
+/// Lags (µs) of periodic arrivals against the most favourable schedule, and how many ticks of
+/// that schedule were skipped (see [`watch`]).
+pub fn tick_lags(arrivals: &[Instant], interval: Duration) -> (Vec<u32>, u64) {
+    let Some(&first) = arrivals.first() else {
+        return (Vec::new(), 0);
+    };
+    let step = interval.as_secs_f64();
+    let offsets: Vec<f64> = arrivals
+        .iter()
+        .enumerate()
+        .map(|(k, a)| (*a - first).as_secs_f64() - k as f64 * step)
+        .collect();
+    let t0 = offsets.iter().copied().fold(f64::INFINITY, f64::min);
+    let lags = offsets.iter().map(|o| ((o - t0) * 1e6).round() as u32).collect();
+    let span = (*arrivals.last().unwrap() - first).as_secs_f64() - t0;
+    let expected = (span / step + 1e-6).floor() as u64 + 1;
+    (lags, expected.saturating_sub(arrivals.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let l = Latencies::new((1..=100).rev().collect());
+        assert_eq!(l.quantile(0.5), Duration::from_micros(50));
+        assert_eq!(l.quantile(0.99), Duration::from_micros(99));
+        assert_eq!(l.max(), Duration::from_micros(100));
+        assert_eq!(Latencies::default().quantile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn punctual_ticks_have_no_lag_and_a_late_one_shows() {
+        let t = Instant::now();
+        let s = Duration::from_secs(3);
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let (lags, missed) = tick_lags(&[at(0), at(3000), at(6000), at(9200), at(12000)], s);
+        assert_eq!(lags, [0, 0, 0, 200_000, 0]);
+        assert_eq!(missed, 0);
+        // A stream whose first update came late: the later ones define the schedule.
+        let (lags, _) = tick_lags(&[at(100), at(3000), at(6000)], s);
+        assert_eq!(lags, [100_000, 0, 0]);
+    }
+}

@@ -1,0 +1,219 @@
+//! `backwatch-agent`: simulated backups, load generation, a no-op baseline server and the
+//! benchmark, all against a backwatch hub.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backwatch_agent::hub::HubOptions;
+use backwatch_agent::proto::JobType;
+use backwatch_agent::simulator::{self, fleet};
+use backwatch_agent::{bench, loadgen, noop, Reporter, ReporterConfig};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Simulated backup agents and the backwatch load generator and benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run simulated backups in real time, reporting through the reporter library.
+    Simulate {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Machines backed up in parallel.
+        #[arg(long, default_value_t = 1)]
+        machines: usize,
+        /// Jobs per machine, one after another.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Planned length of each job (failures end a job sooner).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Time between reports.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Make every job a full backup (default: one in five).
+        #[arg(long)]
+        full: bool,
+    },
+    /// The demo fleet of `backwatch demo`: history first, then live jobs, forever.
+    Demo {
+        #[arg(long, env = "BACKWATCH_HUB", default_value = "http://127.0.0.1:50051")]
+        hub: String,
+    },
+    /// Load a hub with many jobs and print throughput and latency.
+    Loadgen {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Concurrent jobs (in saturated mode: reports in flight).
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+        /// Time between reports of one job.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Send each job's next report as soon as the last is answered, ignoring --interval.
+        #[arg(long)]
+        saturate: bool,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Not measured at the start (job creation).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// HTTP/2 connections the jobs are spread over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Job id prefix; jobs are `<prefix>-<n>`.
+        #[arg(long, default_value = "load")]
+        prefix: String,
+    },
+    /// A TelemetryService whose ReportProgress answers at once (the benchmark's baseline).
+    NoopServer {
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        listen: String,
+    },
+    /// The SPEC 8 benchmark: starts a release hub on a temporary SQLite database and compares.
+    Bench {
+        #[arg(long, default_value = "target/release/backwatch")]
+        hub_bin: PathBuf,
+        /// A ~30 s smoke run with small numbers.
+        #[arg(long)]
+        quick: bool,
+        /// Connections carrying ReportProgress load (same for hub and no-op).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// WatchJob streams per connection (the hub's HTTP/2 server allows 200 by default).
+        #[arg(long, default_value_t = 100)]
+        streams_per_connection: usize,
+    },
+}
+
+#[derive(Args)]
+struct HubArgs {
+    /// The hub, `http://host:port` or `https://host:port`.
+    #[arg(long, env = "BACKWATCH_HUB", default_value = "http://127.0.0.1:50051")]
+    hub: String,
+    /// Agent token, sent as `authorization: Bearer …`.
+    #[arg(long, env = "BACKWATCH_TOKEN")]
+    token: Option<String>,
+    /// CA certificate (PEM) that signed the hub's certificate.
+    #[arg(long, env = "BACKWATCH_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Name to verify the hub's certificate against.
+    #[arg(long, env = "BACKWATCH_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+}
+
+impl HubArgs {
+    fn options(self) -> HubOptions {
+        HubOptions {
+            token: self.token,
+            ca_file: self.ca_file,
+            tls_domain: self.tls_domain,
+            ..HubOptions::new(self.hub)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Simulate {
+            hub,
+            machines,
+            jobs,
+            duration,
+            interval,
+            full,
+        } => {
+            let reporter = Reporter::new(ReporterConfig {
+                hub: hub.options(),
+                ..ReporterConfig::new("")
+            })?;
+            let mut rng = fastrand::Rng::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for machine in fleet(machines, &mut rng) {
+                let (reporter, mut rng) = (reporter.clone(), rng.fork());
+                tasks.spawn(async move {
+                    for _ in 0..jobs {
+                        let job_type = if full || rng.u32(..5) == 0 {
+                            JobType::Full
+                        } else {
+                            JobType::Incremental
+                        };
+                        let result = simulator::run_live_job(
+                            &reporter, &machine, job_type, duration, interval, &mut rng,
+                        )
+                        .await;
+                        match result {
+                            Ok((job_id, outcome, ack)) => {
+                                println!("{job_id}: {outcome:?}, hub says {:?}", ack.job_status)
+                            }
+                            Err(e) => println!("{}: telemetry lost: {e}", machine.name),
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        Command::Demo { hub } => simulator::run_demo(hub).await,
+        Command::Loadgen {
+            hub,
+            jobs,
+            interval,
+            saturate,
+            duration,
+            warmup,
+            connections,
+            prefix,
+        } => {
+            let options = hub.options();
+            let clients = (0..connections.max(1))
+                .map(|_| options.client())
+                .collect::<Result<Vec<_>, _>>()?;
+            let report = if saturate {
+                loadgen::saturated(&clients, &prefix, jobs, duration, warmup).await
+            } else {
+                loadgen::paced(&clients, &prefix, jobs, interval, duration, warmup).await
+            };
+            println!("{}", report.summary());
+        }
+        Command::NoopServer { listen } => {
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            println!(
+                "no-op server listening on http://{}",
+                listener.local_addr()?
+            );
+            noop::serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::Bench {
+            hub_bin,
+            quick,
+            connections,
+            streams_per_connection,
+        } => {
+            bench::run(bench::BenchOptions {
+                hub_bin,
+                quick,
+                connections,
+                streams_per_connection,
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
