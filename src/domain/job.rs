@@ -206,8 +206,9 @@ impl JobState {
             return Vec::new();
         }
         let mut store = Vec::with_capacity(2);
+        // The held-back peak matters only if the point stored now does not show it already.
         if let Some(peak) = self.unstored_peak.take() {
-            if !new_peak {
+            if peak.speed_bps > point.speed_bps {
                 store.push(peak);
             }
         }

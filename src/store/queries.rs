@@ -101,11 +101,11 @@ pub fn status_counts(conn: &mut Db, machine: &str) -> QueryResult<Vec<(JobStatus
         .collect())
 }
 
+/// Bytes, duration (ms) and average speed of one succeeded job.
+pub type JobFigures = (i64, Option<i64>, Option<i64>);
+
 /// Bytes, duration and average speed of a machine's succeeded jobs.
-pub fn succeeded_figures(
-    conn: &mut Db,
-    machine: &str,
-) -> QueryResult<Vec<(i64, Option<i64>, Option<i64>)>> {
+pub fn succeeded_figures(conn: &mut Db, machine: &str) -> QueryResult<Vec<JobFigures>> {
     backup_jobs::table
         .filter(backup_jobs::machine.eq(machine))
         .filter(backup_jobs::status.eq(JobStatus::Succeeded.as_str()))

