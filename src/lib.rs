@@ -36,9 +36,8 @@ pub async fn run_until_signal(config: config::ServeConfig, demo: bool) -> error:
         let addr = listener
             .local_addr()
             .map_err(|e| error::Error::Internal(e.to_string()))?;
-        tracing::info!("demo: simulated agents will report to http://{addr}");
-        // Filled in once the agent crate's simulator lands.
-        let _ = addr;
+        tracing::info!("demo: simulated agents report to http://{addr}");
+        tokio::spawn(backwatch_agent::simulator::run_demo(format!("http://{addr}")));
     }
     server::run(listener, config, shutdown_signal()).await
 }
