@@ -376,7 +376,10 @@ pub fn tick_lags(arrivals: &[Instant], interval: Duration) -> (Vec<u32>, u64) {
         .map(|(k, a)| (*a - first).as_secs_f64() - k as f64 * step)
         .collect();
     let t0 = offsets.iter().copied().fold(f64::INFINITY, f64::min);
-    let lags = offsets.iter().map(|o| ((o - t0) * 1e6).round() as u32).collect();
+    let lags = offsets
+        .iter()
+        .map(|o| ((o - t0) * 1e6).round() as u32)
+        .collect();
     let span = (*arrivals.last().unwrap() - first).as_secs_f64() - t0;
     let expected = (span / step + 1e-6).floor() as u64 + 1;
     (lags, expected.saturating_sub(arrivals.len() as u64))

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backwatch_agent::hub::HubOptions;
-use backwatch_agent::proto::JobType;
+use backwatch_agent::proto::{GetHistoryRequest, JobType, ListMachinesRequest};
 use backwatch_agent::simulator::{self, fleet};
 use backwatch_agent::{bench, loadgen, noop, Reporter, ReporterConfig};
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +71,17 @@ enum Command {
         /// Job id prefix; jobs are `<prefix>-<n>`.
         #[arg(long, default_value = "load")]
         prefix: String,
+    },
+    /// Print a job and its performance record (GetHistory), for checking what the hub stored.
+    History {
+        #[command(flatten)]
+        hub: HubArgs,
+        job_id: String,
+    },
+    /// Print every machine with its last job (ListMachines).
+    Machines {
+        #[command(flatten)]
+        hub: HubArgs,
     },
     /// A TelemetryService whose ReportProgress answers at once (the benchmark's baseline).
     NoopServer {
@@ -188,6 +199,54 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 loadgen::paced(&clients, &prefix, jobs, interval, duration, warmup).await
             };
             println!("{}", report.summary());
+        }
+        Command::History { hub, job_id } => {
+            let mut client = hub.options().client()?;
+            let history = client
+                .get_history(GetHistoryRequest { job_id })
+                .await?
+                .into_inner();
+            println!("{:#?}", history.job);
+            if let Some(p) = history.performance {
+                println!(
+                    "performance: peak {} B/s, average {} B/s, min {} B/s, {} bytes, {} snapshots, {} points",
+                    p.peak_speed_bps,
+                    p.average_speed_bps,
+                    p.min_speed_bps,
+                    p.bytes_transferred,
+                    p.snapshot_count,
+                    p.points.len()
+                );
+                for point in p.points {
+                    println!(
+                        "  {:>8.0} s  {:>12} B/s  {:>16} B  {:>6.2} %  {}",
+                        point.elapsed_seconds,
+                        point.speed_bps,
+                        point.bytes_transferred,
+                        point.progress_percent,
+                        point.phase
+                    );
+                }
+            }
+        }
+        Command::Machines { hub } => {
+            let mut client = hub.options().client()?;
+            let request = ListMachinesRequest {
+                page_size: 1000,
+                page_token: String::new(),
+            };
+            for m in client.list_machines(request).await?.into_inner().machines {
+                let name = m.machine.map(|m| m.name).unwrap_or_default();
+                let last = m
+                    .last_job
+                    .map(|j| format!("{} {:?} {:.0} %", j.job_id, j.status(), j.progress_percent));
+                println!(
+                    "{name:12} jobs {:4}  success {:5.1} %  last {}",
+                    m.total_jobs,
+                    m.success_rate * 100.0,
+                    last.unwrap_or_default()
+                );
+            }
         }
         Command::NoopServer { listen } => {
             let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -382,3 +382,270 @@ async fn deliver(shared: Arc<Shared>, mut client: HubClient, backoff: Backoff) {
     }
     shared.delivery.send_modify(|d| d.done = true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
+    use crate::proto::*;
+    use std::net::SocketAddr;
+    use tokio::sync::oneshot;
+    use tonic::{Request, Response, Status};
+
+    /// A hub stand-in: takes reports like the hub (duplicates by sequence), refuses with queued
+    /// codes first, and records what it took and which token came with it.
+    #[derive(Clone, Default)]
+    struct FakeHub {
+        taken: Arc<Mutex<Vec<(u64, JobStatus)>>>,
+        refuse: Arc<Mutex<Vec<Code>>>,
+        tokens: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[tonic::async_trait]
+    impl TelemetryService for FakeHub {
+        async fn report_progress(
+            &self,
+            request: Request<ReportProgressRequest>,
+        ) -> Result<Response<ReportProgressResponse>, Status> {
+            if let Some(token) = request.metadata().get("authorization") {
+                self.tokens
+                    .lock()
+                    .unwrap()
+                    .push(token.to_str().unwrap().to_string());
+            }
+            if let Some(code) = self.refuse.lock().unwrap().pop() {
+                return Err(Status::new(code, "refused by the test"));
+            }
+            let r = request.into_inner();
+            let mut taken = self.taken.lock().unwrap();
+            let duplicate = taken.last().is_some_and(|(s, _)| *s >= r.sequence);
+            if !duplicate {
+                taken.push((r.sequence, r.status()));
+            }
+            Ok(Response::new(ReportProgressResponse {
+                duplicate,
+                job_status: r.status,
+            }))
+        }
+        async fn get_history(
+            &self,
+            _: Request<GetHistoryRequest>,
+        ) -> Result<Response<GetHistoryResponse>, Status> {
+            Err(Status::unimplemented(""))
+        }
+        type WatchJobStream = tokio_stream::Empty<Result<WatchJobResponse, Status>>;
+        async fn watch_job(
+            &self,
+            _: Request<WatchJobRequest>,
+        ) -> Result<Response<Self::WatchJobStream>, Status> {
+            Err(Status::unimplemented(""))
+        }
+        async fn list_machines(
+            &self,
+            _: Request<ListMachinesRequest>,
+        ) -> Result<Response<ListMachinesResponse>, Status> {
+            Err(Status::unimplemented(""))
+        }
+        async fn list_jobs(
+            &self,
+            _: Request<ListJobsRequest>,
+        ) -> Result<Response<ListJobsResponse>, Status> {
+            Err(Status::unimplemented(""))
+        }
+        async fn get_machine_summary(
+            &self,
+            _: Request<GetMachineSummaryRequest>,
+        ) -> Result<Response<GetMachineSummaryResponse>, Status> {
+            Err(Status::unimplemented(""))
+        }
+    }
+
+    /// Serves `hub` on `addr` until the returned sender is dropped or fired.
+    async fn serve(hub: FakeHub, addr: SocketAddr) -> oneshot::Sender<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TelemetryServiceServer::new(hub))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        stop
+    }
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    fn reporter(addr: SocketAddr, capacity: usize) -> Reporter {
+        let mut config = ReporterConfig::new(format!("http://{addr}")).token("s3cret");
+        config.buffer_capacity = capacity;
+        config.backoff = Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+            ..Backoff::default()
+        };
+        config.finish_timeout = Duration::from_secs(10);
+        Reporter::new(config).unwrap()
+    }
+
+    fn job(reporter: &Reporter) -> JobReporter {
+        reporter.start_job(JobSpec {
+            job_id: "db-01-1".into(),
+            machine: "db-01".into(),
+            job_type: JobType::Full,
+            machine_info: None,
+        })
+    }
+
+    fn at(bytes: u64) -> Progress {
+        Progress {
+            phase: "transfer".into(),
+            bytes_transferred: bytes,
+            ..Progress::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_refusals_that_are_transient_with_the_same_sequence() {
+        let (hub, addr) = (FakeHub::default(), free_addr());
+        hub.refuse.lock().unwrap().extend([
+            Code::DeadlineExceeded,
+            Code::Unavailable,
+            Code::Unavailable,
+        ]);
+        let _server = serve(hub.clone(), addr).await;
+        let job = job(&reporter(addr, 100));
+        for b in 1..=3 {
+            job.report(at(b)).unwrap();
+        }
+        let ack = job.finish(Outcome::Succeeded, at(4)).await.unwrap();
+        assert_eq!(ack.sequence, 4);
+        let taken = hub.taken.lock().unwrap().clone();
+        assert_eq!(
+            taken,
+            [
+                (1, JobStatus::Running),
+                (2, JobStatus::Running),
+                (3, JobStatus::Running),
+                (4, JobStatus::Succeeded)
+            ]
+        );
+        assert!(hub
+            .tokens
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t == "Bearer s3cret"));
+    }
+
+    #[tokio::test]
+    async fn buffers_while_the_hub_is_down_and_delivers_in_order_when_it_returns() {
+        let (hub, addr) = (FakeHub::default(), free_addr());
+        let job = job(&reporter(addr, 5));
+        for b in 1..=20 {
+            job.report(at(b)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _server = serve(hub.clone(), addr).await;
+        let ack = job
+            .finish(Outcome::Failed("disk gone".into()), at(21))
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, 21);
+        let sequences: Vec<u64> = hub.taken.lock().unwrap().iter().map(|(s, _)| *s).collect();
+        // The first report (creates the job) and the terminal one survive; the oldest running
+        // reports made room for the newest.
+        assert_eq!(sequences.first(), Some(&1));
+        assert_eq!(sequences.last(), Some(&21));
+        assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+        assert!(
+            sequences.contains(&20) && !sequences.contains(&5),
+            "{sequences:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn survives_a_hub_restart_mid_job_without_losing_the_terminal_report() {
+        let (hub, addr) = (FakeHub::default(), free_addr());
+        let server = serve(hub.clone(), addr).await;
+        let job = job(&reporter(addr, 100));
+        for b in 1..=5 {
+            job.report(at(b)).unwrap();
+        }
+        job.flush(Duration::from_secs(5)).await.unwrap();
+        let _ = server.send(());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for b in 6..=10 {
+            job.report(at(b)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _server = serve(hub.clone(), addr).await;
+        job.finish(Outcome::Succeeded, at(11)).await.unwrap();
+        let sequences: Vec<u64> = hub.taken.lock().unwrap().iter().map(|(s, _)| *s).collect();
+        assert_eq!(sequences, (1..=11).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_rejection_stops_the_job_and_is_returned_to_the_caller() {
+        let (hub, addr) = (FakeHub::default(), free_addr());
+        hub.refuse.lock().unwrap().push(Code::InvalidArgument);
+        let _server = serve(hub.clone(), addr).await;
+        let job = job(&reporter(addr, 100));
+        job.report(at(1)).unwrap();
+        let err = job.finish(Outcome::Succeeded, at(2)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReportError::Rejected {
+                    sequence: 1,
+                    code: Code::InvalidArgument,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(job.report(at(3)).unwrap_err(), err);
+        assert!(hub.taken.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn finish_gives_up_waiting_after_its_timeout_and_refuses_later_reports() {
+        let job = job(&reporter(free_addr(), 100));
+        job.report(at(1)).unwrap();
+        let err = job
+            .finish_within(Outcome::Cancelled, at(2), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ReportError::Timeout(Duration::from_millis(200)));
+        assert_eq!(job.report(at(3)), Err(ReportError::Finished));
+        assert_eq!(job.backlog().0, 2);
+    }
+
+    #[tokio::test]
+    async fn reports_pile_up_in_the_bounded_buffer_while_the_hub_is_down() {
+        let job = job(&reporter(free_addr(), 10));
+        for b in 1..=10_000 {
+            job.report(at(b)).unwrap();
+        }
+        assert_eq!(job.backlog(), (10, 9_990));
+    }
+
+    #[test]
+    fn transport_failures_and_unavailable_are_retried_other_codes_are_not() {
+        assert!(is_retryable(&tonic::Status::unavailable("down")));
+        assert!(is_retryable(&tonic::Status::deadline_exceeded("slow")));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_retryable(&tonic::Status::from_error(Box::new(io))));
+        assert!(!is_retryable(&tonic::Status::invalid_argument("bad")));
+        assert!(!is_retryable(&tonic::Status::failed_precondition("ended")));
+        assert!(!is_retryable(&tonic::Status::unauthenticated("token")));
+    }
+}
