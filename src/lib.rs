@@ -37,7 +37,9 @@ pub async fn run_until_signal(config: config::ServeConfig, demo: bool) -> error:
             .local_addr()
             .map_err(|e| error::Error::Internal(e.to_string()))?;
         tracing::info!("demo: simulated agents report to http://{addr}");
-        tokio::spawn(backwatch_agent::simulator::run_demo(format!("http://{addr}")));
+        tokio::spawn(backwatch_agent::simulator::run_demo(format!(
+            "http://{addr}"
+        )));
     }
     server::run(listener, config, shutdown_signal()).await
 }

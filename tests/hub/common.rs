@@ -32,7 +32,8 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.postgres {
             if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
             }
         }
     }
@@ -42,12 +43,21 @@ pub fn fresh_database(dir: &tempfile::TempDir) -> TestDatabase {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             let name = format!("backwatch_test_{}_{}", std::process::id(), unique());
-            let mut admin = diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create test database");
+            let mut admin =
+                diesel::PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .expect("create test database");
             let (prefix, _) = base.rsplit_once('/').expect("database url with a path");
-            TestDatabase { url: format!("{prefix}/{name}"), postgres: Some((base.clone(), name)) }
+            TestDatabase {
+                url: format!("{prefix}/{name}"),
+                postgres: Some((base.clone(), name)),
+            }
         }
-        _ => TestDatabase { url: format!("sqlite://{}", dir.path().join("hub.db").display()), postgres: None },
+        _ => TestDatabase {
+            url: format!("sqlite://{}", dir.path().join("hub.db").display()),
+            postgres: None,
+        },
     }
 }
 
