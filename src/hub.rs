@@ -48,6 +48,8 @@ pub const MAX_UPDATE_INTERVAL: Duration = Duration::from_secs(3600);
 const KEEP_ENDED: Duration = Duration::from_secs(300);
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
+/// Times a report is judged again when other hubs keep moving its job on.
+const STALE_RETRIES: usize = 5;
 /// Ended jobs in a machine's trend series.
 const TREND_JOBS: i64 = 30;
 
@@ -59,6 +61,9 @@ pub struct Hub {
     feeds: Feeds,
     settings: Settings,
     shutdown: watch::Receiver<bool>,
+    /// PostgreSQL, possibly shared with other hubs: every report is written and watchers
+    /// read progress from the database.
+    shared: bool,
 }
 
 /// A stream of watch updates.
@@ -69,12 +74,13 @@ impl Hub {
     pub fn new(store: Store, settings: Settings, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
         let writer = Writer::start(store.clone());
         Arc::new(Hub {
-            store,
             writer,
             live: LiveJobs::default(),
             feeds: Feeds::default(),
             settings,
             shutdown,
+            shared: !store.is_sqlite(),
+            store,
         })
     }
 
@@ -95,81 +101,66 @@ impl Hub {
         let report = validate(req, now_millis())?;
         let slot = self.live.slot(&report.job_id);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load(&report.job_id).await?;
-        }
-        let Some(live) = guard.as_mut() else {
-            let (state, points) = JobState::start(&report)?;
-            let write = JobWrite {
-                kind: WriteKind::Create {
-                    machine: report.machine_info.clone(),
-                },
-                job: state.clone(),
-                points,
-            };
-            return match self.writer.write(write).await? {
-                WriteOutcome::Stored => {
-                    *guard = Some(LiveJob::new(state, None));
-                    Ok(answer(false, JobStatus::Running))
-                }
-                // Another hub created it at the same moment; the agent's retry will find it.
-                _ => Err(Error::Unavailable(format!(
-                    "job {} was created concurrently",
-                    report.job_id
-                ))),
-            };
-        };
-        let mut next = live.state.clone();
-        let (store, ends) = match next.accept(&report, self.snapshot_interval_ms())? {
-            Step::Duplicate => return Ok(answer(true, live.state.status)),
-            Step::Accepted { store, ends } => (store, ends),
-        };
-        if store.is_empty() && !ends {
-            live.state = next;
-            return Ok(answer(false, JobStatus::Running));
-        }
-        let kind = if ends {
-            WriteKind::End
-        } else {
-            WriteKind::Progress
-        };
-        let outcome = self
-            .writer
-            .write(JobWrite {
-                kind,
-                job: next.clone(),
-                points: store,
-            })
-            .await?;
-        match outcome {
-            WriteOutcome::Stored => {
-                live.state = next;
-                Ok(answer(false, JobStatus::Running))
-            }
-            WriteOutcome::RolledUp(record) => {
-                let status = next.status;
-                *live = LiveJob::new(next, Some(record));
-                Ok(answer(false, status))
-            }
-            WriteOutcome::AlreadyEnded { .. } => {
-                // Ended elsewhere (another hub or the sweep): adopt the stored outcome and judge
-                // the report against it.
+        // Another hub sharing the database may move the job on between our read and our
+        // write; the conditional write notices, and the report is judged again on fresh state.
+        for _ in 0..STALE_RETRIES {
+            if guard.is_none() {
                 *guard = self.load(&report.job_id).await?;
-                let live = guard
-                    .as_mut()
-                    .ok_or_else(|| Error::NotFound(report.job_id.clone()))?;
-                match live
-                    .state
-                    .clone()
-                    .accept(&report, self.snapshot_interval_ms())?
-                {
-                    Step::Duplicate => Ok(answer(true, live.state.status)),
-                    Step::Accepted { .. } => {
-                        Err(Error::Internal("ended job accepted a report".into()))
+            }
+            let write = match guard.as_mut() {
+                None => {
+                    let (state, points) = JobState::start(&report)?;
+                    JobWrite {
+                        kind: WriteKind::Create {
+                            machine: report.machine_info.clone(),
+                        },
+                        job: state,
+                        points,
+                        stored_sequence: 0,
                     }
                 }
+                Some(live) => {
+                    let mut next = live.state.clone();
+                    let (points, ends) = match next.accept(&report, self.snapshot_interval_ms())? {
+                        Step::Duplicate => return Ok(answer(true, live.state.status)),
+                        Step::Accepted { store, ends } => (store, ends),
+                    };
+                    // On a shared database every report is written, so that every hub sees
+                    // the latest sequence (dedupe) and the latest progress (watchers).
+                    if points.is_empty() && !ends && !self.shared {
+                        live.state = next;
+                        return Ok(answer(false, JobStatus::Running));
+                    }
+                    JobWrite {
+                        kind: if ends {
+                            WriteKind::End
+                        } else {
+                            WriteKind::Progress
+                        },
+                        job: next,
+                        points,
+                        stored_sequence: live.stored_sequence,
+                    }
+                }
+            };
+            let status = write.job.status;
+            let job = write.job.clone();
+            match self.writer.write(write).await? {
+                WriteOutcome::Stored => {
+                    *guard = Some(LiveJob::new(job, None));
+                    return Ok(answer(false, status));
+                }
+                WriteOutcome::RolledUp(record) => {
+                    *guard = Some(LiveJob::new(job, Some(record)));
+                    return Ok(answer(false, status));
+                }
+                WriteOutcome::AlreadyEnded { .. } | WriteOutcome::Stale => *guard = None,
             }
         }
+        Err(Error::Unavailable(format!(
+            "job {} kept changing on other hubs",
+            report.job_id
+        )))
     }
 
     /// GetHistory: the job and its record (stored, or computed so far while running).
@@ -239,8 +230,13 @@ impl Hub {
                 return Err(not_found(job_id));
             };
             let updates = live.record.is_none().then(|| {
-                self.feeds
-                    .subscribe(job_id, slot.clone(), interval, self.shutdown.clone())
+                self.feeds.subscribe(
+                    job_id,
+                    slot.clone(),
+                    interval,
+                    self.shared.then(|| self.store.clone()),
+                    self.shutdown.clone(),
+                )
             });
             (live.state.clone(), live.record.clone(), updates)
         };
@@ -489,6 +485,7 @@ impl Hub {
                 kind: WriteKind::End,
                 job: next.clone(),
                 points,
+                stored_sequence: live.stored_sequence,
             })
             .await?
         {
@@ -520,7 +517,12 @@ impl Hub {
             .transpose()
     }
 
+    /// This hub's in-memory copy of a job, fresher than its row. On a shared database the
+    /// row is written on every report, so reads take it from there: other hubs may be ahead.
     async fn live_copy(&self, job_id: &str) -> Option<LiveJob> {
+        if self.shared {
+            return None;
+        }
         let slot: Slot = self.live.get(job_id)?;
         let guard = slot.lock().await;
         guard.clone()

@@ -37,9 +37,9 @@ pub struct JobState {
     pub last_report_at: Millis,
     /// Hub clock of the latest accepted report; the stall timeout runs on it.
     pub last_received_at: Millis,
-    /// Agent clock and phase of the newest stored snapshot.
+    /// Agent clock of the newest stored snapshot. (Every phase change is stored, so the
+    /// newest snapshot's phase is always the current `phase`.)
     pub last_snapshot_at: Option<Millis>,
-    pub last_snapshot_phase: String,
     /// Highest speed of any accepted report.
     pub peak_speed_bps: u64,
     /// Lowest measured speed of any accepted report (the first report, before any byte
@@ -92,7 +92,6 @@ impl JobState {
             last_report_at: report.sampled_at,
             last_received_at: report.received_at,
             last_snapshot_at: None,
-            last_snapshot_phase: String::new(),
             peak_speed_bps: 0,
             min_speed_bps: None,
             unstored_peak: None,
@@ -154,6 +153,7 @@ impl JobState {
             self.transfer_speed_bps
         };
         let terminal = report.status.is_terminal();
+        let phase_changed = report.phase != self.phase;
         let measured = if first {
             speed > 0
         } else {
@@ -195,7 +195,7 @@ impl JobState {
 
         let due = first
             || terminal
-            || self.last_snapshot_phase != point.phase
+            || phase_changed
             || self
                 .last_snapshot_at
                 .is_none_or(|at| sampled_at - at >= snapshot_interval_ms);
@@ -213,7 +213,6 @@ impl JobState {
             }
         }
         self.last_snapshot_at = Some(sampled_at);
-        self.last_snapshot_phase = point.phase.clone();
         store.push(point);
         store
     }

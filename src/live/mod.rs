@@ -18,12 +18,15 @@ pub struct LiveJob {
     pub record: Option<Arc<proto::PerformanceRecord>>,
     /// When this hub learnt the job ended; ended jobs are evicted a while later.
     pub ended_seen: Option<Instant>,
+    /// The `last_sequence` on the job row as this hub last wrote or read it.
+    pub stored_sequence: u64,
 }
 
 impl LiveJob {
     pub fn new(state: JobState, record: Option<proto::PerformanceRecord>) -> Self {
         let ended_seen = state.status.is_terminal().then(Instant::now);
         LiveJob {
+            stored_sequence: state.last_sequence,
             state,
             record: record.map(Arc::new),
             ended_seen,

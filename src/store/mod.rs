@@ -17,6 +17,8 @@ use std::time::Duration;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+/// PostgreSQL advisory lock key held while migrating ("bw" in ASCII, then 1).
+const MIGRATION_LOCK: i64 = 0x6277_0001;
 
 /// A connection to either engine; queries written once with Diesel's DSL run on both.
 #[derive(diesel::MultiConnection)]
@@ -46,7 +48,15 @@ impl DatabaseUrl {
             }
             Ok(DatabaseUrl::Sqlite(path.to_string()))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(url.to_string()))
+            // Fail fast on an unreachable server instead of waiting for the OS TCP timeout.
+            let url = if url.contains("connect_timeout=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&connect_timeout=5")
+            } else {
+                format!("{url}?connect_timeout=5")
+            };
+            Ok(DatabaseUrl::Postgres(url))
         } else {
             Err(Error::invalid(
                 "database-url",
@@ -62,8 +72,10 @@ impl DatabaseUrl {
             DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
                 (Some(s), Some(at)) if at > s => {
                     let userinfo = &url[s + 3..at];
-                    let user = userinfo.split(':').next().unwrap_or("");
-                    format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+                    match userinfo.split_once(':') {
+                        Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                        None => url.clone(),
+                    }
                 }
                 _ => url.clone(),
             },
@@ -138,7 +150,9 @@ impl Store {
             .max_size(pool_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
-            .test_on_check_out(false)
+            // A PostgreSQL server that went away leaves dead connections behind: test each
+            // on checkout so the pool replaces them and the hub recovers by itself.
+            .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
             .build_unchecked(connector);
         Ok(Store { pool, url })
     }
@@ -187,7 +201,15 @@ impl Store {
 fn migrate(conn: &mut Db) -> Result<()> {
     let result = match conn {
         Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-        Db::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        // Hubs starting together on one database take turns.
+        Db::Postgresql(c) => c
+            .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .map_err(Into::into)
+            .and_then(|_| c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()))
+            .and_then(|_| {
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                    .map_err(Into::into)
+            }),
     };
     result.map_err(|e| Error::Internal(format!("migrations failed: {e}")))
 }
@@ -225,6 +247,9 @@ mod tests {
         );
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         let pg = DatabaseUrl::parse("postgres://bw:secret@db.local:5432/bw").unwrap();
-        assert_eq!(pg.redacted(), "postgres://bw:***@db.local:5432/bw");
+        assert_eq!(
+            pg.redacted(),
+            "postgres://bw:***@db.local:5432/bw?connect_timeout=5"
+        );
     }
 }

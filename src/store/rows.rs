@@ -76,6 +76,7 @@ pub struct JobRow {
     pub last_sequence: i64,
     pub last_report_at_ms: i64,
     pub last_received_at_ms: i64,
+    pub last_snapshot_at_ms: Option<i64>,
     pub performance_metrics: Option<Vec<u8>>,
 }
 
@@ -96,6 +97,7 @@ pub struct JobProgress {
     pub last_sequence: i64,
     pub last_report_at_ms: i64,
     pub last_received_at_ms: i64,
+    pub last_snapshot_at_ms: Option<i64>,
 }
 
 impl JobProgress {
@@ -114,6 +116,7 @@ impl JobProgress {
             last_sequence: job.last_sequence as i64,
             last_report_at_ms: job.last_report_at,
             last_received_at_ms: job.last_received_at,
+            last_snapshot_at_ms: job.last_snapshot_at,
         }
     }
 }
@@ -141,6 +144,7 @@ impl JobRow {
             last_sequence: job.last_sequence as i64,
             last_report_at_ms: job.last_report_at,
             last_received_at_ms: job.last_received_at,
+            last_snapshot_at_ms: job.last_snapshot_at,
             performance_metrics: None,
         }
     }
@@ -172,9 +176,7 @@ impl JobRow {
             last_sequence: self.last_sequence as u64,
             last_report_at: self.last_report_at_ms,
             last_received_at: self.last_received_at_ms,
-            // The row is written together with each snapshot, so it shows the newest one.
-            last_snapshot_at: Some(self.last_report_at_ms),
-            last_snapshot_phase: self.phase.clone(),
+            last_snapshot_at: self.last_snapshot_at_ms,
             peak_speed_bps: self.peak_speed_bps as u64,
             min_speed_bps: self.min_speed_bps.map(|v| v as u64),
             unstored_peak: None,

@@ -33,6 +33,7 @@ diesel::table! {
         last_sequence -> BigInt,
         last_report_at_ms -> BigInt,
         last_received_at_ms -> BigInt,
+        last_snapshot_at_ms -> Nullable<BigInt>,
         performance_metrics -> Nullable<Binary>,
     }
 }

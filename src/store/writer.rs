@@ -29,6 +29,9 @@ pub struct JobWrite {
     pub job: JobState,
     /// Snapshot points to insert.
     pub points: Vec<crate::domain::Point>,
+    /// The `last_sequence` the job row must still hold for the write to apply (optimistic
+    /// concurrency between hubs sharing one database); ignored on creation.
+    pub stored_sequence: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,9 @@ pub enum WriteOutcome {
         status: JobStatus,
         last_sequence: u64,
     },
+    /// The row moved on since this hub last read it (another hub took a report, or created
+    /// the job first): reload and judge the report again.
+    Stale,
 }
 
 struct Pending {
@@ -151,10 +157,17 @@ fn commit(store: &Store, batch: &[Pending]) -> Result<Vec<Result<WriteOutcome>>>
         for p in batch {
             results.push(match &p.write {
                 None => Ok(WriteOutcome::Stored),
-                Some(w) => conn.transaction(|conn| apply(conn, w, now)).map_err(|e| {
-                    tracing::warn!(job_id = %w.job.job_id, error = %e, "job write failed");
-                    Error::from(e)
-                }),
+                Some(w) => match conn.transaction(|conn| apply(conn, w, now)) {
+                    Ok(outcome) => Ok(outcome),
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Ok(WriteOutcome::Stale),
+                    Err(e) => {
+                        tracing::warn!(job_id = %w.job.job_id, error = %e, "job write failed");
+                        Err(Error::from(e))
+                    }
+                },
             });
         }
         Ok(())
@@ -175,16 +188,16 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
             Ok(WriteOutcome::Stored)
         }
         WriteKind::Progress => {
-            if !update_running(conn, job)? {
-                return already_ended(conn, &job.job_id);
+            if !update_running(conn, w)? {
+                return moved_on(conn, &job.job_id);
             }
             insert_points(conn, w)?;
             Ok(WriteOutcome::Stored)
         }
         WriteKind::End => {
             // The conditional update locks the row and makes the rollup happen exactly once.
-            if !update_running(conn, job)? {
-                return already_ended(conn, &job.job_id);
+            if !update_running(conn, w)? {
+                return moved_on(conn, &job.job_id);
             }
             insert_points(conn, w)?;
             let points: Vec<_> = job_telemetry_snapshots::table
@@ -229,26 +242,31 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
     }
 }
 
-/// Updates a running job's row; false when it is no longer running.
-fn update_running(conn: &mut Db, job: &JobState) -> QueryResult<bool> {
+/// Updates a running job's row if nobody else moved it on; false otherwise.
+fn update_running(conn: &mut Db, w: &JobWrite) -> QueryResult<bool> {
     let updated = diesel::update(
         backup_jobs::table
-            .filter(backup_jobs::job_id.eq(&job.job_id))
-            .filter(backup_jobs::status.eq(JobStatus::Running.as_str())),
+            .filter(backup_jobs::job_id.eq(&w.job.job_id))
+            .filter(backup_jobs::status.eq(JobStatus::Running.as_str()))
+            .filter(backup_jobs::last_sequence.eq(w.stored_sequence as i64)),
     )
-    .set(JobProgress::of(job))
+    .set(JobProgress::of(&w.job))
     .execute(conn)?;
     Ok(updated == 1)
 }
 
-fn already_ended(conn: &mut Db, job_id: &str) -> QueryResult<WriteOutcome> {
+/// Why a conditional update found nothing: the job ended, or another hub moved it on.
+fn moved_on(conn: &mut Db, job_id: &str) -> QueryResult<WriteOutcome> {
     let (status, last_sequence): (String, i64) = backup_jobs::table
         .find(job_id)
         .select((backup_jobs::status, backup_jobs::last_sequence))
         .first(conn)?;
-    Ok(WriteOutcome::AlreadyEnded {
-        status: JobStatus::parse(&status).unwrap_or(JobStatus::Abandoned),
-        last_sequence: last_sequence as u64,
+    Ok(match JobStatus::parse(&status) {
+        Some(JobStatus::Running) => WriteOutcome::Stale,
+        status => WriteOutcome::AlreadyEnded {
+            status: status.unwrap_or(JobStatus::Abandoned),
+            last_sequence: last_sequence as u64,
+        },
     })
 }
 

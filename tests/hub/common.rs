@@ -17,7 +17,7 @@ pub struct TestHub {
     pub config: ServeConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<backwatch::error::Result<()>>>,
-    _database: TestDatabase,
+    _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,6 +75,26 @@ pub async fn spawn_hub() -> TestHub {
     spawn_hub_with(|_| {}).await
 }
 
+/// Another hub on an existing database (several hubs sharing one PostgreSQL).
+pub async fn spawn_hub_on(database_url: &str, adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::for_database(database_url);
+    config.ui_dir = Some(dir.path().join("no-ui"));
+    adjust(&mut config);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut hub = TestHub {
+        addr,
+        config,
+        stop: None,
+        task: None,
+        _database: None,
+        _dir: dir,
+    };
+    hub.start(listener);
+    hub
+}
+
 pub async fn spawn_hub_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let database = fresh_database(&dir);
@@ -88,6 +108,7 @@ pub async fn spawn_hub_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
         config,
         stop: None,
         task: None,
+        _database: Some(database),
         _dir: dir,
     };
     hub.start(listener);

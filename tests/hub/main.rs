@@ -6,5 +6,6 @@ mod common;
 mod crash;
 mod ingest;
 mod reads;
+mod scaleout;
 mod tools;
 mod watch;

@@ -30,6 +30,7 @@ CREATE TABLE backup_jobs (
     last_sequence BIGINT NOT NULL,
     last_report_at_ms BIGINT NOT NULL,
     last_received_at_ms BIGINT NOT NULL,
+    last_snapshot_at_ms BIGINT,
     performance_metrics BLOB
 );
 CREATE INDEX backup_jobs_by_machine ON backup_jobs (machine, started_at_ms DESC, job_id DESC);
