@@ -44,6 +44,10 @@ export function PerformanceTab({ machine, jobId, onSelectJob }: Props) {
   const selected =
     jobId ?? (jobs.find((j) => j.status === JobStatus.RUNNING) ?? jobs[0])?.jobId;
   const listed = jobs.find((j) => j.jobId === selected);
+  // Put the job shown by default into the URL, so a link reopens this very job.
+  useEffect(() => {
+    if (!jobId && selected) onSelectJob(selected);
+  }, [jobId, selected, onSelectJob]);
 
   if (!selected) {
     if (list.loading && !list.data) return <Loading label="Loading jobs…" />;
