@@ -79,6 +79,8 @@ describe("speedFigures", () => {
     const f = speedFigures([pt(0, 40), pt(60, 120), pt(120, 90)], undefined, job);
     expect(f.peakBps).toBe(130_000_000); // the live speed is above every stored point
     expect(f.minBps).toBe(40_000_000);
+    // A 0 B/s start is not the minimum.
+    expect(speedFigures([pt(0, 0), pt(60, 70)], undefined, job).minBps).toBe(70_000_000);
     expect(f.averageBps).toBe(100_000_000); // bytes / duration
     expect(f.durationSeconds).toBe(120);
   });

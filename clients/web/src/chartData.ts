@@ -88,6 +88,8 @@ export function speedFigures(points: SpeedPoint[], record?: PerformanceRecord, j
     };
   }
   const speeds = points.map((p) => num(p.speedBps));
+  // The first sample of a job is usually 0 B/s (nothing moved yet): not a meaningful minimum.
+  const moving = speeds.filter((v) => v > 0);
   const lastPoint = points.length ? points[points.length - 1] : undefined;
   const duration = job?.duration ? durationSeconds(job.duration) : lastPoint?.elapsedSeconds ?? 0;
   const bytes = job ? num(job.bytesTransferred) : num(lastPoint?.bytesTransferred);
@@ -95,7 +97,7 @@ export function speedFigures(points: SpeedPoint[], record?: PerformanceRecord, j
   return {
     peakBps: Math.max(0, live, ...speeds),
     averageBps: duration > 0 ? bytes / duration : 0,
-    minBps: speeds.length ? Math.min(...speeds) : 0,
+    minBps: moving.length ? Math.min(...moving) : 0,
     durationSeconds: duration,
     bytes,
   };

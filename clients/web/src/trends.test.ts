@@ -48,3 +48,12 @@ describe("labels", () => {
     expect(formatChange(null)).toBe("");
   });
 });
+
+describe("verdict and shown percentage agree", () => {
+  it("treats a change that rounds to the threshold as steady", () => {
+    const r = trendVerdict([100, 100, 110.4, 110.4], "speed");
+    expect(formatChange(r.change)).toBe("+10%");
+    expect(r.verdict).toBe("steady");
+    expect(trendVerdict([100, 100, 110.6, 110.6], "speed").verdict).toBe("improving");
+  });
+});

@@ -36,8 +36,12 @@ export function trendVerdict(values: number[], kind: TrendKind, threshold = STEA
   let change: number;
   if (olderMean === 0) change = newerMean === 0 ? 0 : Infinity;
   else change = (newerMean - olderMean) / olderMean;
-  const up = change > threshold;
-  const down = change < -threshold;
+  // Classify on the whole percent shown next to the verdict, so "+10%" never reads "Improving"
+  // in one card and "Steady" in the next.
+  const pct = Number.isFinite(change) ? Math.round(change * 100) : change;
+  const limit = Math.round(threshold * 100);
+  const up = pct > limit;
+  const down = pct < -limit;
   let verdict: Verdict = "steady";
   if (up || down) {
     if (kind === "size") verdict = up ? "growing" : "shrinking";

@@ -16,7 +16,7 @@ import {
   statusLabel,
   tsToDate,
 } from "../format";
-import { STEADY_THRESHOLD, formatChange, trendVerdict, verdictLabel, type TrendKind, type TrendResult } from "../trends";
+import { formatChange, trendVerdict, verdictLabel, type TrendKind, type TrendResult } from "../trends";
 import { ACCENT } from "./SpeedChart";
 import { Empty, ErrorState, Loading } from "./States";
 import { endedCount } from "./SummaryTab";
@@ -126,7 +126,7 @@ export function trendRows(trend: TrendPoint[], filter: TypeFilter): TrendRow[] {
       const when = tsToDate(t.startedAt);
       return {
         label: when ? `${formatDate(when)} ${formatTime(when)}` : t.jobId,
-        short: when ? when.toLocaleDateString(undefined, { month: "short", day: "numeric" }) : "",
+        short: when ? when.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }) : "",
         when,
         status: t.status,
         type: t.jobType,
@@ -230,7 +230,8 @@ function TrendCard({
     kind,
   );
   const latest = rows[rows.length - 1][dataKey];
-  const arrow = result.change === null ? "" : result.change > STEADY_THRESHOLD ? "↗" : result.change < -STEADY_THRESHOLD ? "↘" : "→";
+  const arrow =
+    result.verdict === "insufficient" ? "" : result.verdict === "steady" ? "→" : result.newerMean > result.olderMean ? "↗" : "↘";
   return (
     <div className="trend-card" data-testid={`trend-${kind}`} data-verdict={result.verdict}>
       <div className="trend-head">
@@ -261,7 +262,7 @@ function TrendCard({
               tick={{ fill: "#5b6472", fontSize: 10 }}
               stroke="#e4e7ec"
               interval="preserveStartEnd"
-              minTickGap={24}
+              minTickGap={40}
               height={16}
             />
             <YAxis
