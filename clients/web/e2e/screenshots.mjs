@@ -20,7 +20,14 @@ try {
   if (!machine) {
     machine = await waitFor(
       "a machine with a running job",
-      () => page.evaluate(() => document.querySelector("tr[data-machine]:has([data-status=running])")?.getAttribute("data-machine")),
+      // The running job furthest along has the most interesting curve.
+      () =>
+        page.evaluate(() => {
+          const rows = [...document.querySelectorAll("tr[data-machine]:has([data-status=running])")];
+          const pct = (r) => Number(r.querySelector("[role=progressbar]")?.getAttribute("aria-valuenow") ?? 0);
+          rows.sort((a, b) => pct(b) - pct(a));
+          return rows[0]?.getAttribute("data-machine");
+        }),
       { timeoutMs: 90_000 },
     );
   }
