@@ -105,9 +105,10 @@ impl ManageConnection for Connector {
                     .map_err(|e| ConnectError(e.to_string()))?;
                 // WAL keeps readers off the writer's back; NORMAL sync is durable across process
                 // crashes (kill -9), which is the contract; the busy timeout absorbs checkpoints.
+                // The busy timeout comes first: switching to WAL itself may wait for a lock.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(|e| ConnectError(e.to_string()))?;
                 Ok(Db::Sqlite(conn))

@@ -120,13 +120,16 @@ impl TestHub {
         let (tx, rx) = oneshot::channel::<()>();
         let config = self.config.clone();
         self.stop = Some(tx);
-        self.task = Some(tokio::spawn(backwatch::server::run(
-            listener,
-            config,
-            async {
+        self.task = Some(tokio::spawn(async move {
+            let stopped = backwatch::server::run(listener, config, async {
                 let _ = rx.await;
-            },
-        )));
+            })
+            .await;
+            if let Err(e) = &stopped {
+                eprintln!("test hub stopped with an error: {e}");
+            }
+            stopped
+        }));
     }
 
     pub fn url(&self) -> String {
