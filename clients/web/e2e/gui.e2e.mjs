@@ -189,9 +189,21 @@ describe("backwatch GUI against the real hub", () => {
     }
   });
 
-  step("shows the final record once the agent reports success", async () => {
+  step("keeps the live chart going through a hub restart (stream reopened)", async () => {
     await page.keyboard.press("ArrowLeft");
     await waitFor("live chart again", async () => (await attr("[data-testid=speed-chart]", "data-live")) === "true", SLOW);
+    const port = hub.port;
+    await stopHub(hub);
+    await waitFor("the unreachable banner", async () => (await page.locator("[data-testid=hub-banner]").count()) === 1, SLOW);
+    hub = await startHub({ dir, listen: `127.0.0.1:${port}` });
+    await waitFor("the banner to go away", async () => (await page.locator("[data-testid=hub-banner]").count()) === 0, { timeoutMs: 90_000 });
+    await waitFor("the live stream back", async () => /^live/.test((await text("[data-testid=live-indicator]")) ?? ""), { timeoutMs: 90_000 });
+    const n = await pointCount();
+    await waitFor(`more than ${n} points after the restart`, async () => (await pointCount()) > n, SLOW);
+    assert.equal(await attr("[data-testid=speed-chart]", "data-live"), "true");
+  });
+
+  step("shows the final record once the agent reports success", async () => {
     const res = await live.finish();
     assert.equal(res.jobStatus, JobStatus.SUCCEEDED);
     await waitFor("final record on the chart", async () =>
