@@ -45,6 +45,59 @@ pub struct ServeConfig {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Bearer token that may report progress (repeatable, or a comma-separated list). When any
+    /// token is configured, every call needs one; agent tokens may only report.
+    #[arg(
+        long = "agent-token",
+        env = "BACKWATCH_AGENT_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub agent_tokens: Vec<crate::auth::Token>,
+
+    /// File with agent tokens, one per line (`#` comments and blank lines skipped).
+    #[arg(long, env = "BACKWATCH_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
+
+    /// Bearer token that may read: history, lists, watch streams, /metrics (repeatable, or a
+    /// comma-separated list). Viewer tokens may not report.
+    #[arg(
+        long = "viewer-token",
+        env = "BACKWATCH_VIEWER_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub viewer_tokens: Vec<crate::auth::Token>,
+
+    /// File with viewer tokens, one per line (`#` comments and blank lines skipped).
+    #[arg(long, env = "BACKWATCH_VIEWER_TOKEN_FILE")]
+    pub viewer_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain for TLS (with --tls-key); plain text when unset.
+    #[arg(long, env = "BACKWATCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, env = "BACKWATCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Delete finished jobs that ended longer ago than this (e.g. 90d), and machines left
+    /// without jobs; off when unset.
+    #[arg(long, env = "BACKWATCH_RETENTION", value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
+
+    /// Most WatchJob streams open at once on this hub; more are RESOURCE_EXHAUSTED.
+    #[arg(long, env = "BACKWATCH_MAX_WATCHERS", default_value_t = 20_000)]
+    pub max_watchers: usize,
+
+    /// Most concurrent HTTP/2 streams (calls in flight) on one connection.
+    #[arg(
+        long,
+        env = "BACKWATCH_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_streams_per_connection: u32,
+
     /// Database connections in the pool.
     #[arg(long, env = "BACKWATCH_POOL_SIZE", default_value_t = 8)]
     pub pool_size: u32,

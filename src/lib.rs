@@ -13,18 +13,26 @@
 //! - [`hub`] — one method per API call, shared by every transport.
 //! - [`api`] — the tonic service and the single error → status mapping.
 //! - [`server`] — one listener for gRPC, grpc-web, reflection, health and the GUI.
+//! - [`auth`] — bearer tokens: agents report, viewers read (used by `api`, `http`, `metrics`).
+//! - [`tls`] — TLS settings from the certificate and key files.
+//! - [`metrics`] — Prometheus text at `/metrics`: atomics on the hot path, the rest queried.
+//! - [`retention`] — deletes finished jobs older than `--retention`, in small batches.
 //! - [`config`] — command-line flags and their `BACKWATCH_…` twins.
 //! - [`proto`] — generated `backwatch.v1` types.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hub;
 pub mod live;
+pub mod metrics;
 pub mod proto;
+pub mod retention;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 /// Binds the configured address and runs the hub until SIGINT or SIGTERM; with `demo`,
 /// simulated agents report to it.

@@ -2,6 +2,7 @@
 //! reflection v1 and v1alpha, the health service, and the GUI's static files at `/`.
 //! `run(listener, config, shutdown)` takes a bound listener so tests start it on port 0.
 
+use crate::api::guard::GuardLayer;
 use crate::api::service::Service;
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
@@ -16,10 +17,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
+use tower::Layer as _;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// How often the database is pinged for the health service.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Largest accepted TelemetryService request; a report with a full 4 KiB error message is
+/// about 5 KiB.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Runs the hub on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
 /// calls finish, ends watch streams and commits every pending write.
@@ -28,6 +33,8 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let auth = crate::auth::Auth::from_config(&config)?;
+    let tls = crate::tls::server_config(&config)?;
     let store = tokio::task::spawn_blocking({
         let (url, size) = (config.database_url.clone(), config.pool_size);
         move || Store::open(&url, size)
@@ -52,6 +59,9 @@ pub async fn run(
         config.stall_timeout,
         stop_rx.clone(),
     ));
+    if let Some(keep) = config.retention {
+        tokio::spawn(crate::retention::run(store.clone(), keep, stop_rx.clone()));
+    }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -66,11 +76,24 @@ pub async fn run(
 
     let mut routes = tonic::service::Routes::builder();
     routes
-        .add_service(TelemetryServiceServer::new(Service::new(hub.clone())))
+        .add_service(
+            GuardLayer::new(auth.clone(), config.max_watchers).layer(
+                TelemetryServiceServer::new(Service::new(hub.clone()))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+            ),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let mut router = routes.routes().prepare().into_axum_router();
+    // grpc-web translation wraps only the gRPC services: tonic-web answers 400 to every other
+    // HTTP/1.1 request, which would hide the GUI, /metrics and the JSON endpoints from browsers
+    // and curl.
+    let mut router = routes
+        .routes()
+        .prepare()
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new())
+        .merge(crate::metrics::router(hub.clone(), auth.clone()));
     if let Some(dir) = ui_dir(&config) {
         tracing::info!(dir = %dir.display(), "serving the web GUI");
         let index = ServeFile::new(dir.join("index.html"));
@@ -84,12 +107,20 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tracing::info!(database = %store.describe(), "listening on http://{addr}");
-    let served = tonic::transport::Server::builder()
+    warn_if_exposed(&config, &auth, tls.is_some());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| Error::invalid("tls-cert", format!("unusable certificate or key: {e}")))?;
+    }
+    tracing::info!(database = %store.describe(), "listening on {scheme}://{addr}");
+    let served = server
         .accept_http1(true)
+        .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(tower::util::option_layer(cors))
-        .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
@@ -101,6 +132,25 @@ pub async fn run(
     tracing::info!("pending writes committed; stopped");
     served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;
     flushed
+}
+
+/// A hub reachable from other hosts without tokens (or sending tokens in clear) says so loudly.
+fn warn_if_exposed(config: &ServeConfig, auth: &crate::auth::Auth, tls: bool) {
+    if config.listen.ip().is_loopback() {
+        return;
+    }
+    if !auth.is_enabled() {
+        tracing::warn!(
+            listen = %config.listen,
+            "SECURITY: listening beyond loopback with no --agent-token/--viewer-token: anyone who \
+             can reach this port can report jobs and read every machine's backup history"
+        );
+    } else if !tls {
+        tracing::warn!(
+            listen = %config.listen,
+            "SECURITY: bearer tokens travel in clear text; set --tls-cert and --tls-key"
+        );
+    }
 }
 
 fn ui_dir(config: &ServeConfig) -> Option<PathBuf> {

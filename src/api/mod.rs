@@ -1,5 +1,6 @@
 //! gRPC transport: the `TelemetryService` implementation over `Hub`, and the one place where
 //! hub errors become gRPC statuses.
 
+pub mod guard;
 pub mod service;
 pub mod status;

@@ -30,7 +30,9 @@ impl TelemetryService for Service {
         &self,
         request: Request<proto::ReportProgressRequest>,
     ) -> Result<Response<proto::ReportProgressResponse>, Status> {
-        Ok(Response::new(self.hub.report(request.get_ref()).await?))
+        let ack = self.hub.report(request.get_ref()).await?;
+        crate::metrics::report_acknowledged(ack.duplicate);
+        Ok(Response::new(ack))
     }
 
     async fn get_history(

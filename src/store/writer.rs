@@ -132,6 +132,11 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>) {
             micros = stats.micros as u64,
             "write batch committed"
         );
+        crate::metrics::batch_committed(
+            &stats,
+            batch.iter().map(|p| p.write.as_ref()),
+            results.as_deref().ok(),
+        );
         match results {
             Ok(results) => {
                 for (p, r) in batch.drain(..).zip(results) {

@@ -7,5 +7,6 @@ mod crash;
 mod ingest;
 mod reads;
 mod scaleout;
+mod security;
 mod tools;
 mod watch;
