@@ -75,6 +75,8 @@ pub struct LoadReport {
     pub samples: Vec<Sample>,
     /// Failed calls, any time.
     pub errors: u64,
+    /// Paced reports not sent because the previous one of the job was still waiting at its tick.
+    pub skipped: u64,
     pub first_error: Option<String>,
     /// Length of the measured window (after the warm-up).
     pub window: Duration,
@@ -108,16 +110,32 @@ impl LoadReport {
             Some(e) => format!("  errors {} (first: {e})", self.errors),
             None => String::new(),
         };
+        let skipped = match self.skipped {
+            0 => String::new(),
+            n => format!("  skipped ticks {n}"),
+        };
         format!(
-            "{:.0} req/s  {}{errors}",
+            "{:.0} req/s  {}{errors}{skipped}",
             self.throughput(),
             self.latencies().summary()
         )
     }
 
+    /// Adds another run's measurements (its window adds to this one).
+    pub fn absorb(&mut self, other: LoadReport) {
+        self.samples.extend(other.samples);
+        self.errors += other.errors;
+        self.skipped += other.skipped;
+        self.window += other.window;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+
     fn merge(&mut self, part: Part) {
         self.samples.extend(part.samples);
         self.errors += part.errors;
+        self.skipped += part.skipped;
         if self.first_error.is_none() {
             self.first_error = part.first_error;
         }
@@ -128,6 +146,7 @@ impl LoadReport {
 struct Part {
     samples: Vec<Sample>,
     errors: u64,
+    skipped: u64,
     first_error: Option<String>,
 }
 
@@ -229,7 +248,13 @@ pub async fn paced(
                 let request = running_report(&job_id, &machine, sequence, SystemTime::now());
                 let result = client.report_progress(request).await.map(|_| ());
                 part.record(started, measure_from, sent, result);
+                // Like an agent on a timer: a report that took longer than the interval makes
+                // the next one wait for the next tick, it does not fire the missed ones at once.
                 tick += interval;
+                while tick < Instant::now() {
+                    tick += interval;
+                    part.skipped += 1;
+                }
             }
             part
         });

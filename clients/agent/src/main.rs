@@ -101,6 +101,9 @@ enum Command {
         /// WatchJob streams per connection (the hub's HTTP/2 server allows 200 by default).
         #[arg(long, default_value_t = 100)]
         streams_per_connection: usize,
+        /// Keep the temporary database and hub logs.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -264,12 +267,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             quick,
             connections,
             streams_per_connection,
+            keep,
         } => {
             bench::run(bench::BenchOptions {
                 hub_bin,
                 quick,
                 connections,
                 streams_per_connection,
+                keep,
             })
             .await?;
         }
