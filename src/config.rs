@@ -102,6 +102,10 @@ pub struct ServeConfig {
     #[arg(long, env = "BACKWATCH_POOL_SIZE", default_value_t = 8)]
     pub pool_size: u32,
 
+    /// Most job writes (snapshots, creations, rollups) committed in one transaction.
+    #[arg(long, env = "BACKWATCH_WRITE_BATCH", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub write_batch: u32,
+
     /// Log format: text or json.
     #[arg(long, env = "BACKWATCH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -28,6 +28,8 @@ pub struct Settings {
     pub update_interval: Duration,
     /// A running job silent this long (hub clock) is abandoned.
     pub stall_timeout: Duration,
+    /// Most job writes committed in one transaction.
+    pub write_batch: usize,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             snapshot_interval: Duration::from_secs(30),
             update_interval: Duration::from_secs(3),
             stall_timeout: Duration::from_secs(600),
+            write_batch: 2048,
         }
     }
 }
@@ -72,7 +75,7 @@ pub type WatchStream =
 
 impl Hub {
     pub fn new(store: Store, settings: Settings, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
-        let writer = Writer::start(store.clone());
+        let writer = Writer::start(store.clone(), settings.write_batch);
         Arc::new(Hub {
             writer,
             live: LiveJobs::default(),

@@ -48,6 +48,7 @@ pub async fn run(
             snapshot_interval: config.snapshot_interval,
             update_interval: config.update_interval,
             stall_timeout: config.stall_timeout,
+            write_batch: config.write_batch as usize,
         },
         stop_rx.clone(),
     );

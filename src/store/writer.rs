@@ -16,8 +16,6 @@ use diesel::prelude::*;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most writes committed in one transaction.
-pub const MAX_BATCH: usize = 2048;
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 65_536;
 
@@ -80,11 +78,11 @@ pub struct BatchStats {
 
 impl Writer {
     /// Starts the writer thread on `store`.
-    pub fn start(store: Store) -> Writer {
+    pub fn start(store: Store, max_batch: usize) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("backwatch-writer".into())
-            .spawn(move || run(store, rx))
+            .spawn(move || run(store, rx, max_batch.max(1)))
             .expect("spawning the writer thread");
         Writer { tx }
     }
@@ -111,11 +109,11 @@ impl Writer {
     }
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
