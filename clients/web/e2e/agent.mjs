@@ -6,8 +6,14 @@ import { JobStatus, JobType, TelemetryService } from "../src/gen/backwatch/v1/te
 
 export { JobStatus, JobType };
 
-export function createAgent(baseUrl) {
-  const client = createClient(TelemetryService, createGrpcTransport({ baseUrl }));
+export function createAgent(baseUrl, { token } = {}) {
+  const interceptors = token
+    ? [(next) => (req) => {
+        req.header.set("authorization", `Bearer ${token}`);
+        return next(req);
+      }]
+    : [];
+  const client = createClient(TelemetryService, createGrpcTransport({ baseUrl, interceptors }));
   const sequences = new Map();
   /** One report; sequence increases per job; sampledAtMs is the agent's clock. */
   async function report(jobId, fields, sampledAtMs = Date.now()) {

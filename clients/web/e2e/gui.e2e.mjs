@@ -243,3 +243,39 @@ describe("backwatch GUI against the real hub", () => {
     await waitFor("machines listed again", async () => (await text(`tr[data-machine="${MACHINE}"] [data-status]`)) === "Succeeded", SLOW);
   });
 });
+
+describe("backwatch GUI against a hub with bearer tokens", () => {
+  let tdir, thub, tbrowser;
+  before(async () => {
+    tdir = makeTempDir();
+    thub = await startHub({ dir: tdir, extraArgs: ["--viewer-token", "e2e-viewer", "--agent-token", "e2e-agent"] });
+    const tagent = createAgent(thub.url, { token: "e2e-agent" });
+    await tagent.finishedJob({ jobId: "e2e-tok-1", machine: "e2e-secure-01", jobType: JobType.FULL, startMs: Date.now() - 3600_000, seconds: 300, totalBytes: 5e9, mbps: 20 });
+    tbrowser = await launchChromium();
+  }, { timeout: 180_000 });
+
+  after(async () => {
+    await tbrowser?.close().catch(() => {});
+    if (thub) await stopHub(thub);
+    if (tdir) removeDir(tdir);
+  });
+
+  it("asks for a viewer token, rejects a wrong one and shows the machines with the right one", T, async () => {
+    await checkServesGui(thub.url);
+    const p = await tbrowser.newPage({ viewport: { width: 1280, height: 800 } });
+    await p.goto(thub.url);
+    await p.waitForSelector("[data-testid=token-prompt]", { timeout: 60_000 });
+    assert.match(await p.textContent("[data-testid=token-prompt]"), /requires a viewer token/);
+    await p.fill("[data-testid=token-input]", "wrong-token");
+    await p.press("[data-testid=token-input]", "Enter");
+    await waitFor("the rejection", async () => /rejected/.test((await p.textContent("[data-testid=token-prompt]").catch(() => "")) ?? ""), SLOW);
+    await p.fill("[data-testid=token-input]", "e2e-viewer");
+    await p.press("[data-testid=token-input]", "Enter");
+    await p.waitForSelector('tr[data-machine="e2e-secure-01"]', { timeout: 60_000 });
+    await waitFor("the prompt to go away", async () => (await p.locator("[data-testid=token-prompt]").count()) === 0, SLOW);
+    // The token is remembered across reloads.
+    await p.reload();
+    await p.waitForSelector('tr[data-machine="e2e-secure-01"]', { timeout: 60_000 });
+    assert.equal(await p.locator("[data-testid=token-prompt]").count(), 0);
+  });
+});

@@ -2,7 +2,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { hubStatus } from "./api";
 import { MachinesPage } from "./components/MachinesPage";
 import { MachineModal } from "./components/MachineModal";
-import { HubBanner } from "./components/Banner";
+import { HubBanner, TokenPrompt } from "./components/Banner";
 import { parseView, sameView, viewToSearch, type TabId, type ViewState } from "./url";
 import { useHubStatus } from "./hooks";
 
@@ -54,6 +54,7 @@ export function App() {
         </span>
       </header>
       <HubBanner onRetry={() => hubStatus.retry()} />
+      <TokenPrompt />
       <main>
         <MachinesPage onOpen={(machine) => navigate({ machine, tab: "summary" }, "push")} />
       </main>

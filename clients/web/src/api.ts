@@ -1,7 +1,7 @@
 // grpc-web client for the hub (same origin: the hub serves this GUI and grpc-web on one port),
 // plus a tiny store that tracks whether the hub is reachable, fed by every request the
 // transport makes.
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { TelemetryService } from "./gen/backwatch/v1/telemetry_pb";
 
@@ -11,6 +11,8 @@ type Listener = () => void;
 
 export interface HubState {
   online: boolean;
+  /** The hub wants a (different) viewer token: UNAUTHENTICATED or PERMISSION_DENIED. */
+  authError?: string;
   /** Increments each time the hub comes back after being unreachable (and on retry()): views refetch. */
   reconnects: number;
   /** When the hub was first seen unreachable in the current outage. */
@@ -32,14 +34,20 @@ export const hubStatus = {
     return () => listeners.delete(l);
   },
   reachable() {
-    if (!state.online) setState({ online: true, reconnects: state.reconnects + 1 });
+    if (!state.online) setState({ ...state, online: true, since: undefined, reconnects: state.reconnects + 1 });
   },
   /** Ask every view to fetch again now (the banner's "Retry now"). */
   retry() {
     setState({ ...state, reconnects: state.reconnects + 1 });
   },
+  authFailed(message: string) {
+    if (state.authError !== message) setState({ ...state, authError: message });
+  },
+  authOk() {
+    if (state.authError !== undefined) setState({ ...state, authError: undefined });
+  },
   unreachable() {
-    if (state.online) setState({ online: false, reconnects: state.reconnects, since: new Date() });
+    if (state.online) setState({ ...state, online: false, since: new Date() });
   },
 };
 
@@ -58,8 +66,48 @@ export const trackingFetch: typeof fetch = async (input, init) => {
   }
 };
 
+// A hub started with --viewer-token wants `authorization: Bearer <token>` on every read. The
+// token is kept in this browser's localStorage.
+const TOKEN_KEY = "backwatch.viewerToken";
+
+export function getToken(): string {
+  try {
+    return window.localStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function setToken(token: string) {
+  try {
+    if (token) window.localStorage.setItem(TOKEN_KEY, token);
+    else window.localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the token lasts until the page reloads
+  }
+  memoryToken = token;
+  hubStatus.authOk();
+  hubStatus.retry();
+}
+
+let memoryToken: string | undefined;
+
+const authInterceptor: Interceptor = (next) => async (req) => {
+  const token = memoryToken ?? getToken();
+  if (token) req.header.set("authorization", `Bearer ${token}`);
+  try {
+    const res = await next(req);
+    if (!req.stream) hubStatus.authOk();
+    return res;
+  } catch (e) {
+    const ce = ConnectError.from(e);
+    if (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied) hubStatus.authFailed(ce.rawMessage);
+    throw e;
+  }
+};
+
 export function createTelemetryClient(baseUrl: string = window.location.origin): Telemetry {
-  const transport = createGrpcWebTransport({ baseUrl, fetch: trackingFetch });
+  const transport = createGrpcWebTransport({ baseUrl, fetch: trackingFetch, interceptors: [authInterceptor] });
   return createClient(TelemetryService, transport);
 }
 
@@ -85,6 +133,8 @@ export function isAbort(err: unknown): boolean {
 /** A message for an error panel. */
 export function errorMessage(err: unknown): string {
   if (isUnreachable(err)) return "The hub is not reachable.";
+  const code = ConnectError.from(err).code;
+  if (code === Code.Unauthenticated || code === Code.PermissionDenied) return "The hub needs a viewer token.";
   const ce = ConnectError.from(err);
   return ce.rawMessage || Code[ce.code] || "Unknown error";
 }

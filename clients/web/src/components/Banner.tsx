@@ -1,3 +1,5 @@
+import { useState } from "react";
+import { getToken, setToken } from "../api";
 import { useHubStatus, useNow } from "../hooks";
 import { formatRelative } from "../format";
 
@@ -16,5 +18,47 @@ export function HubBanner({ onRetry }: { onRetry: () => void }) {
         Retry now
       </button>
     </div>
+  );
+}
+
+/** Shown when the hub answers UNAUTHENTICATED / PERMISSION_DENIED: asks for a viewer token. */
+export function TokenPrompt() {
+  const hub = useHubStatus();
+  const [value, setValue] = useState("");
+  if (!hub.authError || !hub.online) return null;
+  const had = !!getToken();
+  return (
+    <form
+      className="banner banner-auth"
+      role="alert"
+      data-testid="token-prompt"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setToken(value.trim());
+        setValue("");
+      }}
+    >
+      <strong>{had ? "The hub rejected the viewer token." : "This hub requires a viewer token."}</strong>
+      {had ? <span className="muted">{hub.authError}</span> : <span className="muted">It is kept in this browser.</span>}
+      <label className="field">
+        <span className="field-label">Viewer token</span>
+        <input
+          type="password"
+          autoComplete="off"
+          className="filter"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+          data-testid="token-input"
+        />
+      </label>
+      <button type="submit" className="button small" disabled={!value.trim()}>
+        Use token
+      </button>
+      {had ? (
+        <button type="button" className="link-button" onClick={() => setToken("")}>
+          Forget saved token
+        </button>
+      ) : null}
+    </form>
   );
 }
