@@ -153,7 +153,8 @@ impl JobState {
             self.transfer_speed_bps
         };
         let terminal = report.status.is_terminal();
-        let phase_changed = report.phase != self.phase;
+        // Proto3 cannot tell "unset" from empty: an empty phase or a 0 total keeps the last one.
+        let phase_changed = !report.phase.is_empty() && report.phase != self.phase;
         let measured = if first {
             speed > 0
         } else {
@@ -164,10 +165,14 @@ impl JobState {
         self.last_sequence = report.sequence;
         self.last_report_at = sampled_at;
         self.last_received_at = report.received_at;
-        self.phase = report.phase.clone();
+        if !report.phase.is_empty() {
+            self.phase = report.phase.clone();
+        }
         self.progress_percent = report.progress_percent;
         self.bytes_transferred = report.bytes_transferred;
-        self.total_bytes = report.total_bytes;
+        if report.total_bytes > 0 {
+            self.total_bytes = report.total_bytes;
+        }
         self.transfer_speed_bps = speed;
         if !report.error_message.is_empty() {
             self.error_message = report.error_message.clone();
@@ -393,6 +398,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unset_phase_or_total_keeps_the_last_known_one() {
+        let (mut job, _) = JobState::start(&report(1, 0, 0, 0)).unwrap();
+        let mut r = report(2, 3, 30, 10);
+        r.phase.clear();
+        r.total_bytes = 0;
+        assert!(
+            stored(job.accept(&r, INTERVAL).unwrap()).is_empty(),
+            "no phase change"
+        );
+        assert_eq!(job.phase, "transfer");
+        assert_eq!(job.total_bytes, 1_000_000_000);
+    }
+
+    #[test]
     fn bytes_may_not_decrease() {
         let (mut job, _) = JobState::start(&report(1, 0, 500, 0)).unwrap();
         let err = job.accept(&report(2, 3, 400, 0), INTERVAL).unwrap_err();
@@ -439,9 +458,14 @@ mod tests {
             .unwrap();
         let eta = job.estimated_completion.expect("eta after 60 s and 60 %");
         assert_eq!(eta, T0 + 60_000 + 40_000);
-        let mut unknown = report(4, 63, 630_000_000, 10_000_000);
+        let mut unknown = report(1, 0, 0, 0);
         unknown.total_bytes = 0;
-        job.accept(&unknown, INTERVAL).unwrap();
+        let (mut job, _) = JobState::start(&unknown).unwrap();
+        for (seq, secs) in [(2, 60), (3, 120)] {
+            let mut r = report(seq, secs, secs as u64 * 10_000_000, 10_000_000);
+            r.total_bytes = 0;
+            job.accept(&r, INTERVAL).unwrap();
+        }
         assert_eq!(job.estimated_completion, None, "no total, no guess");
     }
 }

@@ -273,10 +273,15 @@ fn moved_on(conn: &mut Db, job_id: &str) -> QueryResult<WriteOutcome> {
     })
 }
 
+/// Inserts the write's snapshot points; the machine is seen now too (at most once per
+/// snapshot interval per job, which keeps "last seen" fresh without a write per report).
 fn insert_points(conn: &mut Db, w: &JobWrite) -> QueryResult<()> {
     if w.points.is_empty() {
         return Ok(());
     }
+    diesel::update(machines::table.find(&w.job.machine))
+        .set(machines::last_seen_at_ms.eq(w.job.last_received_at))
+        .execute(conn)?;
     let rows: Vec<SnapshotRow> = w
         .points
         .iter()

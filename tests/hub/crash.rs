@@ -181,3 +181,53 @@ async fn kill_minus_nine_loses_nothing_acknowledged() {
     }
     assert!(checked >= 40);
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(&dir);
+    let mut hub = start_process(&database.url).await;
+    let mut c = TelemetryServiceClient::connect(hub.url.clone())
+        .await
+        .unwrap();
+    let t0 = now_ms() - 600_000;
+    run_job(&mut c, "term-1", "vm-term", t0, 60, JobStatus::Succeeded).await;
+    let mut r = first("term-2", "vm-term");
+    r.sampled_at = Some(ts(t0));
+    c.report_progress(r).await.unwrap();
+    c.report_progress(running("term-2", 2, t0 + 30_000, 3_000_000_000, 0))
+        .await
+        .unwrap();
+    let pid = hub.child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), hub.child.wait())
+        .await
+        .expect("the hub stops within 30 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
+
+    let hub = start_process(&database.url).await;
+    let mut c = TelemetryServiceClient::connect(hub.url.clone())
+        .await
+        .unwrap();
+    let done = c
+        .get_history(GetHistoryRequest {
+            job_id: "term-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.job.unwrap().status, JobStatus::Succeeded as i32);
+    let running_job = c
+        .get_history(GetHistoryRequest {
+            job_id: "term-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(running_job.performance.unwrap().snapshot_count, 2);
+}
