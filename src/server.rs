@@ -34,7 +34,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let auth = crate::auth::Auth::from_config(&config)?;
-    let tls = crate::tls::server_config(&config)?;
+    let tls = crate::tls::acceptor(&config)?;
     let store = tokio::task::spawn_blocking({
         let (url, size) = (config.database_url.clone(), config.pool_size);
         move || Store::open(&url, size)
@@ -107,28 +107,30 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     warn_if_exposed(&config, &auth, tls.is_some());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| Error::invalid("tls-cert", format!("unusable certificate or key: {e}")))?;
-    }
     tracing::info!(database = %store.describe(), "listening on {scheme}://{addr}");
-    let served = server
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(tower::util::option_layer(cors))
-        .add_routes(tonic::service::Routes::from(router))
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            tracing::info!("shutting down: ending watch streams, finishing calls");
-            let _ = stop_tx.send(true);
-        })
-        .await;
+        .add_routes(tonic::service::Routes::from(router));
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending watch streams, finishing calls");
+        let _ = stop_tx.send(true);
+    };
+    let served = match tls {
+        Some(acceptor) => {
+            let incoming = crate::tls::incoming(listener, acceptor);
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    };
     let flushed = hub.flush().await;
     tracing::info!("pending writes committed; stopped");
     served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;

@@ -485,13 +485,13 @@ async fn the_binary_warns_when_exposed_and_never_logs_tokens() {
 // TLS
 
 #[tokio::test]
-async fn tls_serves_grpc_to_a_client_that_trusts_the_certificate() {
+async fn tls_serves_grpc_and_http1_to_clients_that_trust_the_certificate() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = (dir.path().join("hub.crt"), dir.path().join("hub.key"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let hub = spawn_hub_with(|c| {
+    let mut hub = spawn_hub_with(|c| {
         c.tls_cert = Some(cert_path.clone());
         c.tls_key = Some(key_path.clone());
     })
@@ -522,6 +522,31 @@ async fn tls_serves_grpc_to_a_client_that_trusts_the_certificate() {
         .unwrap();
     assert_eq!(job.machine, "vm-tls");
 
+    // Clients that speak only HTTP/1.1 (curl --http1.1, Python) get through as well.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut client = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("a TLS handshake offering only http/1.1");
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("backwatch_reports_total"), "{text}");
+
     // Plain text on the TLS port gets nowhere.
     let plain = TelemetryServiceClient::connect(hub.url()).await;
     if let Ok(mut plain) = plain {
@@ -532,6 +557,24 @@ async fn tls_serves_grpc_to_a_client_that_trusts_the_certificate() {
             .await
             .is_err());
     }
+
+    // A clean stop releases the port: the hub comes back on the same address.
+    hub.restart().await;
+    let channel = eventually(Duration::from_secs(10), || {
+        let endpoint = endpoint.clone();
+        async move { endpoint.connect().await.ok() }
+    })
+    .await;
+    let job = TelemetryServiceClient::new(channel)
+        .get_history(GetHistoryRequest {
+            job_id: "tls-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert_eq!(job.machine, "vm-tls");
 }
 
 #[tokio::test]
