@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod ingest;
 mod reads;
+mod reporter;
 mod scaleout;
 mod security;
 mod tools;

@@ -1,8 +1,5 @@
 //! The agent's reporter against a real hub: a hub that stops and restarts mid-job loses no
 //! terminal report, stores no snapshot twice and keeps the agent's order.
-//!
-//! Wire-up (hub side): `mod reporter;` in tests/hub/main.rs and
-//! `backwatch-agent = { path = "clients/agent" }` under [dev-dependencies].
 
 use crate::common::*;
 use backwatch::proto::{GetHistoryRequest, JobStatus};
