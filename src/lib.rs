@@ -12,6 +12,8 @@
 //! - [`live`] — jobs in memory (one lock per job) and the watch fan-out.
 //! - [`hub`] — one method per API call, shared by every transport.
 //! - [`api`] — the tonic service and the single error → status mapping.
+//! - [`http`] — JSON over plain HTTP and server-sent events for scripts, on the same hub
+//!   methods (`http` → `hub`, errors through `api`'s status mapping).
 //! - [`server`] — one listener for gRPC, grpc-web, reflection, health and the GUI.
 //! - [`auth`] — bearer tokens: agents report, viewers read (used by `api`, `http`, `metrics`).
 //! - [`tls`] — TLS settings from the certificate and key files.
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod hub;
 pub mod live;
 pub mod metrics;

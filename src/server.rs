@@ -1,5 +1,6 @@
 //! Wires the hub into one listener: native gRPC and grpc-web (HTTP/1.1) for TelemetryService,
-//! reflection v1 and v1alpha, the health service, and the GUI's static files at `/`.
+//! reflection v1 and v1alpha, the health service, JSON and server-sent events under `/api`
+//! (`http`), and the GUI's static files at `/`.
 //! `run(listener, config, shutdown)` takes a bound listener so tests start it on port 0.
 
 use crate::api::guard::GuardLayer;
@@ -94,6 +95,11 @@ pub async fn run(
         .prepare()
         .into_axum_router()
         .layer(tonic_web::GrpcWebLayer::new())
+        .merge(crate::http::router(
+            hub.clone(),
+            auth.clone(),
+            config.max_watchers,
+        )?)
         .merge(crate::metrics::router(hub.clone(), auth.clone()));
     if let Some(dir) = ui_dir(&config) {
         tracing::info!(dir = %dir.display(), "serving the web GUI");
