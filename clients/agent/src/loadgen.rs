@@ -104,6 +104,20 @@ impl LoadReport {
         )
     }
 
+    /// One line per `window` of send time: answered reports and their latencies, to see how a
+    /// run settles (creation burst, backlog) and when latency moved.
+    pub fn timeline(&self, window: Duration) -> Vec<String> {
+        let step = window.as_millis().max(1) as u32;
+        let last = self.samples.iter().map(|s| s.sent_ms).max().unwrap_or(0);
+        (0..=last / step)
+            .map(|k| {
+                let from = Duration::from_millis(u64::from(k * step));
+                let l = self.latencies_between(from, from + window);
+                format!("{:>6.1} s  {}", from.as_secs_f64(), l.summary())
+            })
+            .collect()
+    }
+
     /// Throughput, latencies and errors on one line.
     pub fn summary(&self) -> String {
         let errors = match &self.first_error {
@@ -219,9 +233,16 @@ pub fn machine_of(prefix: &str, i: usize) -> String {
     format!("{prefix}-m{:03}", i % 200)
 }
 
+/// How far back a fleet job's first report is dated: the hub stores a snapshot per job every
+/// 30 s of agent time, so spreading the first snapshot over 30 s spreads all later ones as in
+/// a fleet whose jobs started at different times, instead of every job snapshotting in the
+/// same 3 s.
+const SNAPSHOT_SPREAD: Duration = Duration::from_secs(30);
+
 /// `jobs` jobs named `<prefix>-<i>`, each reporting every `interval` (their first reports spread
 /// evenly over one interval) for `duration`. Latencies count from `warmup` on, which should
-/// cover at least the first interval, when every job is created.
+/// cover at least the first interval, when every job is created. Each job's first report is
+/// dated up to 30 s back (see `SNAPSHOT_SPREAD`), so snapshot writes are spread evenly.
 pub async fn paced(
     clients: &[HubClient],
     prefix: &str,
@@ -245,7 +266,11 @@ pub async fn paced(
                 sleep_until(tick.into()).await;
                 sequence += 1;
                 let sent = Instant::now();
-                let request = running_report(&job_id, &machine, sequence, SystemTime::now());
+                let mut sampled_at = SystemTime::now();
+                if sequence == 1 {
+                    sampled_at -= SNAPSHOT_SPREAD.mul_f64((i as f64 * 0.618_034).fract());
+                }
+                let request = running_report(&job_id, &machine, sequence, sampled_at);
                 let result = client.report_progress(request).await.map(|_| ());
                 part.record(started, measure_from, sent, result);
                 // Like an agent on a timer: a report that took longer than the interval makes

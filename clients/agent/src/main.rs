@@ -71,6 +71,12 @@ enum Command {
         /// Job id prefix; jobs are `<prefix>-<n>`.
         #[arg(long, default_value = "load")]
         prefix: String,
+        /// Also print latencies per window of this length.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeline: Option<Duration>,
+        /// A report not answered within this time is abandoned (the client cancels the call).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Print a job and its performance record (GetHistory), for checking what the hub stored.
     History {
@@ -191,8 +197,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             warmup,
             connections,
             prefix,
+            timeout,
+            timeline,
         } => {
-            let options = hub.options();
+            let options = HubOptions {
+                request_timeout: timeout,
+                ..hub.options()
+            };
             let clients = (0..connections.max(1))
                 .map(|_| options.client())
                 .collect::<Result<Vec<_>, _>>()?;
@@ -201,6 +212,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 loadgen::paced(&clients, &prefix, jobs, interval, duration, warmup).await
             };
+            for line in timeline.map(|w| report.timeline(w)).unwrap_or_default() {
+                println!("{line}");
+            }
             println!("{}", report.summary());
         }
         Command::History { hub, job_id } => {

@@ -91,7 +91,7 @@ impl Scale {
                 interval: s(3),
                 saturate_for: s(8),
                 concurrency: 64,
-                fleets: vec![50_000, 20_000],
+                fleets: vec![20_000, 50_000],
                 fleet_for: s(16),
                 watchers: 10_000,
                 watch_for: s(15),
@@ -170,6 +170,7 @@ pub async fn run(options: BenchOptions) -> Result<(), BenchError> {
     rows.extend(watch_phase(&hub, &options, &scale, stamp).await?);
 
     // 4. Rollup and storm.
+    settle(&hubs, &format!("watch-{stamp}")).await;
     rows.extend(rollup_phase(&hubs, &scale, stamp).await);
     rows.extend(storm_phase(&hubs, &scale, stamp).await);
 
@@ -226,6 +227,7 @@ async fn paced_phase(
     let prefix = format!("fleet{jobs}-{stamp}");
     let h = loadgen::paced(hubs, &prefix, jobs, scale.interval, scale.fleet_for, warm).await;
     println!("    hub   {}", h.summary());
+    settle(hubs, &prefix).await;
     let n = loadgen::paced(noops, &prefix, jobs, scale.interval, scale.fleet_for, warm).await;
     println!("    no-op {}", n.summary());
     let (hl, nl) = (h.latencies(), n.latencies());
@@ -264,6 +266,35 @@ async fn paced_phase(
             target: "<= 1.5x no-op",
         },
     ]
+}
+
+/// Waits until the hub has worked off what a phase queued (at most 30 s): a job creation, which
+/// waits for its commit behind every queued write, answers within 20 ms.
+async fn settle(hubs: &[HubClient], prefix: &str) {
+    let started = Instant::now();
+    let mut client = hubs[0].clone();
+    for k in 0.. {
+        let probe = running_report(
+            &format!("{prefix}-settle-{k}"),
+            "settle",
+            1,
+            SystemTime::now(),
+        );
+        let sent = Instant::now();
+        let answered = client.report_progress(probe).await.is_ok();
+        if (answered && sent.elapsed() < Duration::from_millis(20))
+            || started.elapsed() > Duration::from_secs(30)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if started.elapsed() > Duration::from_secs(1) {
+        println!(
+            "    (the hub took {:.1} s to work off its backlog)",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Saturated load in four slices, hub, no-op, no-op, hub, so that a change in what else the
