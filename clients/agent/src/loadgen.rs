@@ -239,14 +239,58 @@ pub fn machine_of(prefix: &str, i: usize) -> String {
 /// same 3 s.
 const SNAPSHOT_SPREAD: Duration = Duration::from_secs(30);
 
-/// `jobs` jobs named `<prefix>-<i>`, each reporting every `interval` (their first reports spread
-/// evenly over one interval) for `duration`. Latencies count from `warmup` on, which should
-/// cover at least the first interval, when every job is created. Each job's first report is
-/// dated up to 30 s back (see `SNAPSHOT_SPREAD`), so snapshot writes are spread evenly.
+/// The first report of fleet job `i`, dated up to 30 s back (see `SNAPSHOT_SPREAD`).
+fn first_report(prefix: &str, i: usize) -> ReportProgressRequest {
+    let spread = SNAPSHOT_SPREAD.mul_f64((i as f64 * 0.618_034).fract());
+    running_report(
+        &format!("{prefix}-{i}"),
+        &machine_of(prefix, i),
+        1,
+        SystemTime::now() - spread,
+    )
+}
+
+/// Creates the jobs of a fleet (`<prefix>-<i>`, their first report each) as fast as the hub takes
+/// them, `in_flight` at a time. The report's window is the time it took.
+pub async fn create_jobs(
+    clients: &[HubClient],
+    prefix: &str,
+    jobs: usize,
+    in_flight: usize,
+) -> LoadReport {
+    let started = Instant::now();
+    let workers = in_flight.clamp(1, jobs.max(1));
+    let mut tasks = JoinSet::new();
+    for w in 0..workers {
+        let mut client = clients[w % clients.len()].clone();
+        let prefix = prefix.to_string();
+        tasks.spawn(async move {
+            let mut part = Part::default();
+            for i in (w..jobs).step_by(workers) {
+                let sent = Instant::now();
+                let result = client
+                    .report_progress(first_report(&prefix, i))
+                    .await
+                    .map(|_| ());
+                part.record(started, started, sent, result);
+            }
+            part
+        });
+    }
+    let mut report = collect(tasks, Duration::ZERO).await;
+    report.window = started.elapsed();
+    report
+}
+
+/// `jobs` jobs named `<prefix>-<i>`, each reporting every `interval` (spread evenly over one
+/// interval) for `duration`, starting with report `first_sequence` (2 when [`create_jobs`]
+/// made them). Latencies count from `warmup` on. A first report is dated up to 30 s back
+/// (see `SNAPSHOT_SPREAD`), so snapshot writes are spread evenly.
 pub async fn paced(
     clients: &[HubClient],
     prefix: &str,
     jobs: usize,
+    first_sequence: u64,
     interval: Duration,
     duration: Duration,
     warmup: Duration,
@@ -254,23 +298,24 @@ pub async fn paced(
     let started = Instant::now();
     let (measure_from, end) = (started + warmup, started + duration);
     let mut tasks = JoinSet::new();
+    let first_sequence = first_sequence.max(1);
     for i in 0..jobs {
         let mut client = clients[i % clients.len()].clone();
+        let prefix = prefix.to_string();
         let job_id = format!("{prefix}-{i}");
-        let machine = machine_of(prefix, i);
+        let machine = machine_of(&prefix, i);
         let mut tick = started + interval.mul_f64(i as f64 / jobs as f64);
         tasks.spawn(async move {
             let mut part = Part::default();
-            let mut sequence = 0;
+            let mut sequence = first_sequence - 1;
             while tick < end {
                 sleep_until(tick.into()).await;
                 sequence += 1;
                 let sent = Instant::now();
-                let mut sampled_at = SystemTime::now();
-                if sequence == 1 {
-                    sampled_at -= SNAPSHOT_SPREAD.mul_f64((i as f64 * 0.618_034).fract());
-                }
-                let request = running_report(&job_id, &machine, sequence, sampled_at);
+                let request = match sequence {
+                    1 => first_report(&prefix, i),
+                    _ => running_report(&job_id, &machine, sequence, SystemTime::now()),
+                };
                 let result = client.report_progress(request).await.map(|_| ());
                 part.record(started, measure_from, sent, result);
                 // Like an agent on a timer: a report that took longer than the interval makes

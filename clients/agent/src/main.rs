@@ -71,6 +71,9 @@ enum Command {
         /// Job id prefix; jobs are `<prefix>-<n>`.
         #[arg(long, default_value = "load")]
         prefix: String,
+        /// Create every job first, as fast as the hub takes them, then start the paced reports.
+        #[arg(long)]
+        create_first: bool,
         /// Also print latencies per window of this length.
         #[arg(long, value_parser = humantime::parse_duration)]
         timeline: Option<Duration>,
@@ -199,6 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             prefix,
             timeout,
             timeline,
+            create_first,
         } => {
             let options = HubOptions {
                 request_timeout: timeout,
@@ -210,7 +214,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let report = if saturate {
                 loadgen::saturated(&clients, &prefix, jobs, duration, warmup).await
             } else {
-                loadgen::paced(&clients, &prefix, jobs, interval, duration, warmup).await
+                let first = if create_first {
+                    let created = loadgen::create_jobs(&clients, &prefix, jobs, 256).await;
+                    println!(
+                        "created {jobs} jobs in {:.1} s: {}",
+                        created.window.as_secs_f64(),
+                        created.summary()
+                    );
+                    2
+                } else {
+                    1
+                };
+                loadgen::paced(&clients, &prefix, jobs, first, interval, duration, warmup).await
             };
             for line in timeline.map(|w| report.timeline(w)).unwrap_or_default() {
                 println!("{line}");

@@ -92,14 +92,14 @@ impl Scale {
                 saturate_for: s(8),
                 concurrency: 64,
                 fleets: vec![20_000, 50_000],
-                fleet_for: s(16),
+                fleet_for: s(12),
                 watchers: 10_000,
                 watch_for: s(15),
                 rollup_jobs: 3,
                 rollup_points: 2_880,
                 storm_jobs: 1_000,
                 storm_fleet: 10_000,
-                storm_for: s(18),
+                storm_for: s(15),
                 // 80-minute jobs: more points than a curve keeps, the worst case for a record.
                 stored_jobs: 300,
                 stored_points: 160,
@@ -218,18 +218,35 @@ async fn paced_phase(
     jobs: usize,
     stamp: u128,
 ) -> Vec<Row> {
-    let warm = scale.interval * 2;
+    let warm = scale.interval;
     let offered = jobs as f64 / scale.interval.as_secs_f64();
     println!(
-        "\n[2] paced fleet: {jobs} jobs every {:?} ({offered:.0} reports/s offered) for {:?}, first {:?} not measured",
+        "\n[2] paced fleet: {jobs} jobs created, then reporting every {:?} ({offered:.0} reports/s offered) for {:?}, first {:?} not measured",
         scale.interval, scale.fleet_for, warm
     );
     let prefix = format!("fleet{jobs}-{stamp}");
-    let h = loadgen::paced(hubs, &prefix, jobs, scale.interval, scale.fleet_for, warm).await;
-    println!("    hub   {}", h.summary());
+    let run = |name: &'static str, c: &[HubClient]| {
+        let (prefix, c) = (prefix.clone(), c.to_vec());
+        async move {
+            let created = loadgen::create_jobs(&c, &prefix, jobs, 256).await;
+            println!(
+                "    {name:5} created {jobs} jobs in {:.1} s ({:.0}/s, {})",
+                created.window.as_secs_f64(),
+                created.throughput(),
+                created.latencies().summary()
+            );
+            if name == "hub" {
+                settle(&c, &prefix).await;
+            }
+            let paced =
+                loadgen::paced(&c, &prefix, jobs, 2, scale.interval, scale.fleet_for, warm).await;
+            println!("    {name:5} {}", paced.summary());
+            (created, paced)
+        }
+    };
+    let (hub_created, h) = run("hub", hubs).await;
     settle(hubs, &prefix).await;
-    let n = loadgen::paced(noops, &prefix, jobs, scale.interval, scale.fleet_for, warm).await;
-    println!("    no-op {}", n.summary());
+    let (_, n) = run("no-op", noops).await;
     let (hl, nl) = (h.latencies(), n.latencies());
     let ratio = hl.quantile(0.99).as_secs_f64() / nl.quantile(0.99).as_secs_f64().max(1e-9);
     // When even the no-op cannot take the offered rate, the machine (load generator included)
@@ -248,6 +265,17 @@ async fn paced_phase(
         ));
     }
     vec![
+        Row {
+            metric: format!("create {jobs} jobs"),
+            hub: format!("{:.0}/s", hub_created.throughput()),
+            noop: String::new(),
+            result: format!(
+                "in {:.1} s{}",
+                hub_created.window.as_secs_f64(),
+                errors_note(&hub_created)
+            ),
+            target: "",
+        },
         Row {
             metric: format!("paced {jobs} jobs: p50 latency"),
             hub: ms(hl.quantile(0.5)),
@@ -340,14 +368,16 @@ async fn watch_phase(
     let reporters = clients(&hub.url, 2)?;
     let watchers = clients(&hub.url, connections)?;
     let prefix = format!("watch-{stamp}");
-    let lead = scale.interval + Duration::from_secs(1);
+    loadgen::create_jobs(&reporters, &prefix, scale.watchers, 256).await;
+    settle(&reporters, &prefix).await;
+    let lead = Duration::from_secs(1);
     let fleet_for = lead + scale.interval + scale.watch_for + Duration::from_secs(1);
     let fleet = {
         let prefix = prefix.clone();
         let jobs = scale.watchers;
         let interval = scale.interval;
         tokio::spawn(async move {
-            loadgen::paced(&reporters, &prefix, jobs, interval, fleet_for, lead).await
+            loadgen::paced(&reporters, &prefix, jobs, 2, interval, fleet_for, lead).await
         })
     };
     tokio::time::sleep(lead).await;
@@ -521,13 +551,15 @@ async fn storm_phase(clients: &[HubClient], scale: &Scale, stamp: u128) -> Vec<R
     }
     while fills.join_next().await.is_some() {}
 
-    let warm = scale.interval * 2;
+    let warm = scale.interval;
+    let prefix = format!("stormfleet-{stamp}");
+    loadgen::create_jobs(clients, &prefix, scale.storm_fleet, 256).await;
+    settle(clients, &prefix).await;
     let fleet = {
         let clients = clients.to_vec();
         let (jobs, interval, run_for) = (scale.storm_fleet, scale.interval, scale.storm_for);
-        let prefix = format!("stormfleet-{stamp}");
         tokio::spawn(async move {
-            loadgen::paced(&clients, &prefix, jobs, interval, run_for, warm).await
+            loadgen::paced(&clients, &prefix, jobs, 2, interval, run_for, warm).await
         })
     };
     let fleet_started = Instant::now();
