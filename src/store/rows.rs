@@ -77,6 +77,8 @@ pub struct JobRow {
     pub last_report_at_ms: i64,
     pub last_received_at_ms: i64,
     pub last_snapshot_at_ms: Option<i64>,
+    pub recent_speed_bps: f64,
+    pub estimated_completion_at_ms: Option<i64>,
     pub performance_metrics: Option<Vec<u8>>,
 }
 
@@ -98,6 +100,8 @@ pub struct JobProgress {
     pub last_report_at_ms: i64,
     pub last_received_at_ms: i64,
     pub last_snapshot_at_ms: Option<i64>,
+    pub recent_speed_bps: f64,
+    pub estimated_completion_at_ms: Option<i64>,
 }
 
 impl JobProgress {
@@ -117,6 +121,8 @@ impl JobProgress {
             last_report_at_ms: job.last_report_at,
             last_received_at_ms: job.last_received_at,
             last_snapshot_at_ms: job.last_snapshot_at,
+            recent_speed_bps: job.recent_speed_bps,
+            estimated_completion_at_ms: job.estimated_completion,
         }
     }
 }
@@ -145,6 +151,8 @@ impl JobRow {
             last_report_at_ms: job.last_report_at,
             last_received_at_ms: job.last_received_at,
             last_snapshot_at_ms: job.last_snapshot_at,
+            recent_speed_bps: job.recent_speed_bps,
+            estimated_completion_at_ms: job.estimated_completion,
             performance_metrics: None,
         }
     }
@@ -180,8 +188,8 @@ impl JobRow {
             peak_speed_bps: self.peak_speed_bps as u64,
             min_speed_bps: self.min_speed_bps.map(|v| v as u64),
             unstored_peak: None,
-            recent_speed_bps: self.transfer_speed_bps as f64,
-            estimated_completion: None,
+            recent_speed_bps: self.recent_speed_bps,
+            estimated_completion: self.estimated_completion_at_ms,
         })
     }
 

@@ -34,6 +34,8 @@ diesel::table! {
         last_report_at_ms -> BigInt,
         last_received_at_ms -> BigInt,
         last_snapshot_at_ms -> Nullable<BigInt>,
+        recent_speed_bps -> Double,
+        estimated_completion_at_ms -> Nullable<BigInt>,
         performance_metrics -> Nullable<Binary>,
     }
 }

@@ -31,11 +31,14 @@ CREATE TABLE backup_jobs (
     last_report_at_ms BIGINT NOT NULL,
     last_received_at_ms BIGINT NOT NULL,
     last_snapshot_at_ms BIGINT,
+    recent_speed_bps DOUBLE PRECISION NOT NULL DEFAULT 0,
+    estimated_completion_at_ms BIGINT,
     performance_metrics BLOB
 );
 CREATE INDEX backup_jobs_by_machine ON backup_jobs (machine, started_at_ms DESC, job_id DESC);
 CREATE INDEX backup_jobs_by_start ON backup_jobs (started_at_ms DESC, job_id DESC);
 CREATE INDEX backup_jobs_running ON backup_jobs (last_received_at_ms) WHERE status = 'running';
+CREATE INDEX backup_jobs_by_end ON backup_jobs (ended_at_ms);
 
 -- Raw 30-second samples of running jobs; deleted by the rollup.
 CREATE TABLE job_telemetry_snapshots (
