@@ -203,17 +203,7 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                 return moved_on(conn, &job.job_id);
             }
             insert_points(conn, w)?;
-            let points: Vec<_> = job_telemetry_snapshots::table
-                .filter(job_telemetry_snapshots::job_id.eq(&job.job_id))
-                .order((
-                    job_telemetry_snapshots::sampled_at_ms.asc(),
-                    job_telemetry_snapshots::sequence.asc(),
-                ))
-                .select(SnapshotRow::as_select())
-                .load(conn)?
-                .into_iter()
-                .map(SnapshotRow::into_point)
-                .collect();
+            let points = super::queries::snapshots(conn, &job.job_id)?;
             let ended_at = job.ended_at.unwrap_or(job.last_report_at);
             let record = rollup(&RollupInput {
                 started_at: job.started_at,

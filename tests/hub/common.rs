@@ -77,7 +77,24 @@ pub async fn spawn_hub() -> TestHub {
 
 /// Another hub on an existing database (several hubs sharing one PostgreSQL).
 pub async fn spawn_hub_on(database_url: &str, adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
+    start_hub(database_url, None, adjust).await
+}
+
+pub async fn spawn_hub_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(&dir);
+    start_hub(&database.url.clone(), Some((database, dir)), adjust).await
+}
+
+async fn start_hub(
+    database_url: &str,
+    owned: Option<(TestDatabase, tempfile::TempDir)>,
+    adjust: impl FnOnce(&mut ServeConfig),
+) -> TestHub {
+    let (database, dir) = match owned {
+        Some((db, dir)) => (Some(db), dir),
+        None => (None, tempfile::tempdir().unwrap()),
+    };
     let mut config = ServeConfig::for_database(database_url);
     config.ui_dir = Some(dir.path().join("no-ui"));
     adjust(&mut config);
@@ -88,27 +105,7 @@ pub async fn spawn_hub_on(database_url: &str, adjust: impl FnOnce(&mut ServeConf
         config,
         stop: None,
         task: None,
-        _database: None,
-        _dir: dir,
-    };
-    hub.start(listener);
-    hub
-}
-
-pub async fn spawn_hub_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let database = fresh_database(&dir);
-    let mut config = ServeConfig::for_database(&database.url);
-    config.ui_dir = Some(dir.path().join("no-ui"));
-    adjust(&mut config);
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut hub = TestHub {
-        addr,
-        config,
-        stop: None,
-        task: None,
-        _database: Some(database),
+        _database: database,
         _dir: dir,
     };
     hub.start(listener);
