@@ -44,8 +44,8 @@ enum Command {
     },
     /// The demo fleet of `backwatch demo`: history first, then live jobs, forever.
     Demo {
-        #[arg(long, env = "BACKWATCH_HUB", default_value = "http://127.0.0.1:50051")]
-        hub: String,
+        #[command(flatten)]
+        hub: HubArgs,
     },
     /// Load a hub with many jobs and print throughput and latency.
     Loadgen {
@@ -160,10 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             interval,
             full,
         } => {
-            let reporter = Reporter::new(ReporterConfig {
-                hub: hub.options(),
-                ..ReporterConfig::new("")
-            })?;
+            let reporter = Reporter::new(ReporterConfig::for_hub(hub.options()))?;
             let mut rng = fastrand::Rng::new();
             let mut tasks = tokio::task::JoinSet::new();
             for machine in fleet(machines, &mut rng) {
@@ -190,7 +187,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             while tasks.join_next().await.is_some() {}
         }
-        Command::Demo { hub } => simulator::run_demo(hub).await,
+        Command::Demo { hub } => {
+            simulator::run_demo_with(ReporterConfig::for_hub(hub.options())).await
+        }
         Command::Loadgen {
             hub,
             jobs,

@@ -37,8 +37,13 @@ pub struct ReporterConfig {
 impl ReporterConfig {
     /// Defaults for a hub at `endpoint` (`http://127.0.0.1:50051`).
     pub fn new(endpoint: impl Into<String>) -> Self {
+        Self::for_hub(HubOptions::new(endpoint))
+    }
+
+    /// Defaults for a hub with these connection settings.
+    pub fn for_hub(hub: HubOptions) -> Self {
         ReporterConfig {
-            hub: HubOptions::new(endpoint),
+            hub,
             buffer_capacity: 1200,
             backoff: Backoff::default(),
             finish_timeout: Duration::from_secs(60),
@@ -351,6 +356,9 @@ async fn deliver(shared: Arc<Shared>, mut client: HubClient, backoff: Backoff) {
         let sequence = request.sequence;
         match client.report_progress(request).await {
             Ok(response) => {
+                if attempt > 0 {
+                    tracing::info!(sequence, attempts = attempt + 1, "hub reachable again");
+                }
                 attempt = 0;
                 let response = response.into_inner();
                 shared.state.lock().unwrap().queue.acknowledge(sequence);
@@ -363,7 +371,11 @@ async fn deliver(shared: Arc<Shared>, mut client: HubClient, backoff: Backoff) {
             }
             Err(status) if is_retryable(&status) => {
                 let wait = backoff.delay(attempt, fastrand::f64());
-                tracing::debug!(sequence, code = ?status.code(), message = status.message(), ?wait, "report not delivered, retrying");
+                // Loud on the first failure and then ever more rarely: a certificate or
+                // address mistake shows up in the agent's log without flooding it.
+                if attempt == 0 || attempt.is_power_of_two() {
+                    tracing::warn!(sequence, attempt, code = ?status.code(), message = status.message(), ?wait, "report not delivered, will retry");
+                }
                 attempt = attempt.saturating_add(1);
                 tokio::time::sleep(wait).await;
             }

@@ -355,7 +355,12 @@ fn pick_job(
 /// live jobs of 1–4 minutes reporting every 2–3 s, one after another with short pauses.
 /// Returns only if the endpoint is malformed.
 pub async fn run_demo(endpoint: String) {
-    let reporter = match Reporter::new(ReporterConfig::new(endpoint)) {
+    run_demo_with(ReporterConfig::new(endpoint)).await
+}
+
+/// [`run_demo`] with full reporter settings, for a hub that wants an agent token or TLS.
+pub async fn run_demo_with(config: ReporterConfig) {
+    let reporter = match Reporter::new(config) {
         Ok(reporter) => reporter,
         Err(error) => {
             tracing::error!(%error, "demo agents cannot start");
