@@ -107,7 +107,7 @@ enum Command {
         /// Connections carrying ReportProgress load (same for hub and no-op).
         #[arg(long, default_value_t = 4)]
         connections: usize,
-        /// WatchJob streams per connection (the hub's HTTP/2 server allows 200 by default).
+        /// WatchJob streams per connection (the hub allows 256, see its --max-streams-per-connection).
         #[arg(long, default_value_t = 100)]
         streams_per_connection: usize,
         /// Keep the temporary database and hub logs.

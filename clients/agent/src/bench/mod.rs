@@ -29,7 +29,7 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Connections carrying `ReportProgress` load, the same for hub and no-op.
     pub connections: usize,
-    /// `WatchJob` streams per connection (hyper's server default allows 200).
+    /// `WatchJob` streams per connection (the hub allows 256 by default).
     pub streams_per_connection: usize,
     /// Keep the temporary directory (database, hub logs) for a look afterwards.
     pub keep: bool,
