@@ -106,8 +106,11 @@ impl Hub {
         let mut guard = slot.lock().await;
         // Another hub sharing the database may move the job on between our read and our
         // write; the conditional write notices, and the report is judged again on fresh state.
+        // A report that could create its job tries that first (no read for a new job); if the
+        // job exists after all, the write comes back stale and the job is loaded.
+        let mut may_create = !report.machine.is_empty() && report.job_type.is_some();
         for _ in 0..STALE_RETRIES {
-            if guard.is_none() {
+            if guard.is_none() && !std::mem::take(&mut may_create) {
                 *guard = self.load(&report.job_id).await?;
             }
             let write = match guard.as_mut() {

@@ -47,10 +47,20 @@ pub async fn run_until_signal(config: config::ServeConfig, demo: bool) -> error:
         let addr = listener
             .local_addr()
             .map_err(|e| error::Error::Internal(e.to_string()))?;
-        tracing::info!("demo: simulated agents report to http://{addr}");
-        tokio::spawn(backwatch_agent::simulator::run_demo(format!(
-            "http://{addr}"
-        )));
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("demo: simulated agents report to {scheme}://{addr}");
+        let mut agents = backwatch_agent::ReporterConfig::new(format!("{scheme}://{addr}"));
+        if let Some(token) = config.agent_tokens.first() {
+            agents = agents.token(token.expose());
+        }
+        if let Some(cert) = &config.tls_cert {
+            agents = agents.tls(cert.clone(), None);
+        }
+        tokio::spawn(backwatch_agent::simulator::run_demo_with(agents));
     }
     server::run(listener, config, shutdown_signal()).await
 }

@@ -120,6 +120,9 @@ pub async fn run(
         .accept_http1(true)
         .max_concurrent_streams(config.max_streams_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Agents under load cancel calls; hyper's default (20 resets) would drop the whole
+        // connection and every other call on it.
+        .http2_max_pending_accept_reset_streams(Some(10_000))
         .layer(tower::util::option_layer(cors))
         .add_routes(tonic::service::Routes::from(router));
     let signal = async move {

@@ -13,9 +13,14 @@ use crate::domain::{JobStatus, Millis};
 use crate::error::{Error, Result};
 use crate::proto;
 use diesel::prelude::*;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
+/// Rollups per transaction; more wait for the next one.
+const MAX_ROLLUPS_PER_BATCH: usize = 32;
+/// Snapshot rows per multi-row insert (SQLite allows 32766 bound values; 7 per row).
+const INSERT_CHUNK: usize = 1000;
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 65_536;
 
@@ -111,12 +116,35 @@ impl Writer {
 
 fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
+    // of jobs ending at once never holds up the snapshots of running jobs.
+    let mut held: VecDeque<Pending> = VecDeque::new();
+    loop {
+        let mut rollups = 0;
+        while rollups < MAX_ROLLUPS_PER_BATCH && batch.len() < max_batch {
+            let Some(p) = held.pop_front() else { break };
+            rollups += usize::from(p.is_rollup());
+            batch.push(p);
+        }
+        if batch.is_empty() {
+            match rx.blocking_recv() {
+                Some(p) => {
+                    rollups += usize::from(p.is_rollup());
+                    batch.push(p);
+                }
+                None => return,
+            }
+        }
         while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+            let Ok(p) = rx.try_recv() else { break };
+            let rollup = p.is_rollup();
+            if (rollup && rollups >= MAX_ROLLUPS_PER_BATCH)
+                || (p.write.is_none() && !held.is_empty())
+            {
+                held.push_back(p);
+            } else {
+                rollups += usize::from(rollup);
+                batch.push(p);
             }
         }
         let started = Instant::now();
@@ -151,10 +179,29 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     }
 }
 
-/// Commits a batch; the outer error means nothing was committed.
+impl Pending {
+    fn is_rollup(&self) -> bool {
+        matches!(
+            &self.write,
+            Some(JobWrite {
+                kind: WriteKind::End,
+                ..
+            })
+        )
+    }
+}
+
+/// Commits a batch; the outer error means nothing was committed. The whole batch goes in one
+/// transaction with snapshot rows gathered into multi-row inserts; if one write breaks a rule,
+/// the batch is redone with each write in its own savepoint so that it fails alone.
 fn commit(store: &Store, batch: &[Pending]) -> Result<Vec<Result<WriteOutcome>>> {
     let mut conn = store.connection()?;
     let now = crate::domain::now_millis();
+    match conn.transaction(|conn| apply_all(conn, batch, now)) {
+        Ok(results) => return Ok(results),
+        Err(e) if is_lost_connection(&e) => return Err(Error::Unavailable(e.to_string())),
+        Err(_) => {}
+    }
     let mut results = Vec::with_capacity(batch.len());
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         for p in batch {
@@ -179,14 +226,73 @@ fn commit(store: &Store, batch: &[Pending]) -> Result<Vec<Result<WriteOutcome>>>
     Ok(results)
 }
 
+fn is_lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    matches!(
+        e,
+        D::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | D::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+            | D::BrokenTransactionManager
+    )
+}
+
+/// The fast path: every write of the batch, running jobs' snapshots in multi-row inserts.
+fn apply_all(
+    conn: &mut Db,
+    batch: &[Pending],
+    now: Millis,
+) -> QueryResult<Vec<Result<WriteOutcome>>> {
+    let mut rows = Vec::new();
+    let mut seen: HashMap<&str, Millis> = HashMap::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for p in batch {
+        let Some(w) = &p.write else {
+            results.push(Ok(WriteOutcome::Stored));
+            continue;
+        };
+        let outcome = match w.kind {
+            WriteKind::Progress if update_running(conn, w)? => {
+                rows.extend(
+                    w.points
+                        .iter()
+                        .map(|pt| SnapshotRow::new(&w.job.job_id, pt)),
+                );
+                if !w.points.is_empty() {
+                    let at = seen.entry(&w.job.machine).or_default();
+                    *at = (*at).max(w.job.last_received_at);
+                }
+                WriteOutcome::Stored
+            }
+            WriteKind::Progress => moved_on(conn, &w.job.job_id)?,
+            _ => apply(conn, w, now)?,
+        };
+        results.push(Ok(outcome));
+    }
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        insert_rows(conn, chunk)?;
+    }
+    for (machine, at) in seen {
+        touch_machine(conn, machine, at)?;
+    }
+    Ok(results)
+}
+
 fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> {
     let job = &w.job;
     match &w.kind {
         WriteKind::Create { machine } => {
             upsert_machine(conn, &job.machine, machine.as_ref(), now)?;
-            diesel::insert_into(backup_jobs::table)
+            // Created already (by another hub, or before a restart): judge the report again.
+            let insert = diesel::insert_into(backup_jobs::table)
                 .values(JobRow::new(job))
-                .execute(conn)?;
+                .on_conflict_do_nothing();
+            let created = match conn {
+                Db::Sqlite(c) => insert.execute(c)?,
+                Db::Postgresql(c) => insert.execute(c)?,
+            };
+            if created == 0 {
+                return Ok(WriteOutcome::Stale);
+            }
             insert_points(conn, w)?;
             Ok(WriteOutcome::Stored)
         }
@@ -263,26 +369,40 @@ fn moved_on(conn: &mut Db, job_id: &str) -> QueryResult<WriteOutcome> {
     })
 }
 
-/// Inserts the write's snapshot points; the machine is seen now too (at most once per
-/// snapshot interval per job, which keeps "last seen" fresh without a write per report).
+/// Inserts one write's snapshot points and marks its machine seen.
 fn insert_points(conn: &mut Db, w: &JobWrite) -> QueryResult<()> {
     if w.points.is_empty() {
         return Ok(());
     }
-    diesel::update(machines::table.find(&w.job.machine))
-        .set(machines::last_seen_at_ms.eq(w.job.last_received_at))
-        .execute(conn)?;
     let rows: Vec<SnapshotRow> = w
         .points
         .iter()
         .map(|p| SnapshotRow::new(&w.job.job_id, p))
         .collect();
+    insert_rows(conn, &rows)?;
+    touch_machine(conn, &w.job.machine, w.job.last_received_at)
+}
+
+fn insert_rows(conn: &mut Db, rows: &[SnapshotRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     // Multi-row inserts are backend-specific in Diesel, hence the match.
-    let insert = diesel::insert_into(job_telemetry_snapshots::table).values(&rows);
+    let insert = diesel::insert_into(job_telemetry_snapshots::table).values(rows);
     match conn {
         Db::Sqlite(c) => insert.execute(c)?,
         Db::Postgresql(c) => insert.execute(c)?,
     };
+    Ok(())
+}
+
+/// A machine is seen with each stored snapshot of its jobs: "last seen" stays fresh without a
+/// write per report.
+fn touch_machine(conn: &mut Db, machine: &str, at: Millis) -> QueryResult<()> {
+    diesel::update(machines::table.find(machine))
+        .filter(machines::last_seen_at_ms.lt(at))
+        .set(machines::last_seen_at_ms.eq(at))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -292,22 +412,28 @@ fn upsert_machine(
     facts: Option<&MachineFacts>,
     now: Millis,
 ) -> QueryResult<()> {
-    let seen = diesel::update(machines::table.find(name))
-        .set(machines::last_seen_at_ms.eq(now))
-        .execute(conn)?;
-    if seen == 0 {
-        diesel::insert_into(machines::table)
-            .values(MachineRow::new(name, facts, now))
-            .execute(conn)?;
-    } else if let Some(f) = facts {
-        diesel::update(machines::table.find(name))
-            .set((
-                machines::cpu_cores.eq(f.cpu_cores),
-                machines::memory_bytes.eq(f.memory_bytes),
-                machines::disk_count.eq(f.disk_count),
-                machines::os.eq(&f.os),
-            ))
-            .execute(conn)?;
+    let insert = diesel::insert_into(machines::table)
+        .values(MachineRow::new(name, facts, now))
+        .on_conflict_do_nothing();
+    let inserted = match conn {
+        Db::Sqlite(c) => insert.execute(c)?,
+        Db::Postgresql(c) => insert.execute(c)?,
+    };
+    if inserted == 0 {
+        match facts {
+            Some(f) => diesel::update(machines::table.find(name))
+                .set((
+                    machines::last_seen_at_ms.eq(now),
+                    machines::cpu_cores.eq(f.cpu_cores),
+                    machines::memory_bytes.eq(f.memory_bytes),
+                    machines::disk_count.eq(f.disk_count),
+                    machines::os.eq(&f.os),
+                ))
+                .execute(conn)?,
+            None => diesel::update(machines::table.find(name))
+                .set(machines::last_seen_at_ms.eq(now))
+                .execute(conn)?,
+        };
     }
     Ok(())
 }
