@@ -29,6 +29,23 @@ echo "== Rust tests on SQLite"
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast
 
+echo "== load generator smoke run (debug hub, 200 jobs reporting every second)"
+smoke=$(mktemp -d)
+target/debug/backwatch serve --listen 127.0.0.1:0 --database-url "sqlite://$smoke/smoke.db" >"$smoke/hub.log" 2>&1 &
+hub_pid=$!
+url=""
+for _ in $(seq 100); do
+  url=$(grep -o 'listening on http://[0-9.:]*' "$smoke/hub.log" | head -1 | sed 's/listening on //') || true
+  [ -n "$url" ] && break
+  sleep 0.2
+done
+target/debug/backwatch-agent loadgen --hub "$url" --jobs 200 --interval 1s --duration 6s --warmup 2s | tee "$smoke/loadgen.txt"
+kill "$hub_pid"
+wait "$hub_pid" || true
+if grep -q "errors" "$smoke/loadgen.txt" || ! grep -q "(n=[1-9]" "$smoke/loadgen.txt"; then
+  echo "load generator smoke run failed"; cat "$smoke/hub.log"; exit 1
+fi
+
 echo "== hub black-box tests on PostgreSQL ($PG_URL)"
 TEST_DATABASE_URL="$PG_URL" cargo nextest run -p backwatch --test hub --no-fail-fast
 
