@@ -45,10 +45,14 @@ pub struct HubProcess {
 
 impl HubProcess {
     /// Starts `backwatch serve` on port 0 and waits for its "listening on" line.
-    pub async fn start(bin: &Path, db: &Path, log: &Path) -> Result<HubProcess, BenchError> {
+    pub async fn start(
+        bin: &Path,
+        database_url: &str,
+        log: &Path,
+    ) -> Result<HubProcess, BenchError> {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(format!("sqlite://{}", db.display()))
+            .arg(database_url)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
