@@ -306,7 +306,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             keep,
             database_url,
         } => {
-            bench::run(bench::BenchOptions {
+            let result = bench::run(bench::BenchOptions {
                 hub_bin,
                 quick,
                 connections,
@@ -314,7 +314,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 keep,
                 database_url,
             })
-            .await?;
+            .await;
+            if let Err(e) = result {
+                eprintln!("bench failed: {e}");
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

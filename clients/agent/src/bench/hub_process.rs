@@ -105,7 +105,7 @@ impl HubProcess {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(15).collect();
                 Err(BenchError::Hub(format!(
-                    "the hub did not log `listening on http://…` within 60 s; its last lines:\n{}",
+                    "the hub exited or did not log `listening on http://…` within 60 s; its last lines:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )))
             }
