@@ -311,8 +311,14 @@ async fn paced_phase(
     let (hub_created, h) = run("hub", hubs).await;
     settle(hubs, &prefix).await;
     let (_, n) = run("no-op", noops).await;
-    let what = format!("paced {jobs}: no hub report answered");
-    check(broken, &what, h.samples.is_empty());
+    // A hub too slow for the fleet (every paced report timing out) misses a target; it is
+    // broken only when it answered nothing at all, job creation included.
+    let what = format!("paced {jobs}: no hub report answered, creation included");
+    check(
+        broken,
+        &what,
+        h.samples.is_empty() && hub_created.samples.is_empty(),
+    );
     let what = format!("paced {jobs}: no no-op report answered");
     check(broken, &what, n.samples.is_empty());
     let (hl, nl) = (h.latencies(), n.latencies());
