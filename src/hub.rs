@@ -32,17 +32,6 @@ pub struct Settings {
     pub write_batch: usize,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            snapshot_interval: Duration::from_secs(30),
-            update_interval: Duration::from_secs(3),
-            stall_timeout: Duration::from_secs(600),
-            write_batch: 2048,
-        }
-    }
-}
-
 /// Shortest update interval a watcher may ask for.
 pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest update interval a watcher may ask for.
@@ -113,28 +102,32 @@ impl Hub {
             if guard.is_none() && !std::mem::take(&mut may_create) {
                 *guard = self.load(&report.job_id).await?;
             }
+            // The slot takes the report at once; until the write is committed nobody else can
+            // see it (we hold the job's lock), and if the write fails the slot is emptied so
+            // the next report reloads the job from the database, which is the truth.
             let write = match guard.as_mut() {
                 None => {
                     let (state, points) = JobState::start(&report)?;
-                    JobWrite {
+                    let write = JobWrite {
                         kind: WriteKind::Create {
                             machine: report.machine_info.clone(),
                         },
-                        job: state,
+                        job: state.clone(),
                         points,
                         stored_sequence: 0,
-                    }
+                    };
+                    *guard = Some(LiveJob::new(state, None));
+                    write
                 }
                 Some(live) => {
-                    let mut next = live.state.clone();
-                    let (points, ends) = match next.accept(&report, self.snapshot_interval_ms())? {
-                        Step::Duplicate => return Ok(answer(true, live.state.status)),
-                        Step::Accepted { store, ends } => (store, ends),
-                    };
+                    let (points, ends) =
+                        match live.state.accept(&report, self.snapshot_interval_ms())? {
+                            Step::Duplicate => return Ok(answer(true, live.state.status)),
+                            Step::Accepted { store, ends } => (store, ends),
+                        };
                     // On a shared database every report is written, so that every hub sees
                     // the latest sequence (dedupe) and the latest progress (watchers).
                     if points.is_empty() && !ends && !self.shared {
-                        live.state = next;
                         return Ok(answer(false, JobStatus::Running));
                     }
                     JobWrite {
@@ -143,24 +136,28 @@ impl Hub {
                         } else {
                             WriteKind::Progress
                         },
-                        job: next,
+                        job: live.state.clone(),
                         points,
                         stored_sequence: live.stored_sequence,
                     }
                 }
             };
             let status = write.job.status;
-            let job = write.job.clone();
-            match self.writer.write(write).await? {
-                WriteOutcome::Stored => {
-                    *guard = Some(LiveJob::new(job, None));
+            let outcome = self.writer.write(write).await;
+            match (outcome, guard.as_mut()) {
+                (Ok(WriteOutcome::Stored), Some(live)) => {
+                    live.committed(None);
                     return Ok(answer(false, status));
                 }
-                WriteOutcome::RolledUp(record) => {
-                    *guard = Some(LiveJob::new(job, Some(record)));
+                (Ok(WriteOutcome::RolledUp(record)), Some(live)) => {
+                    live.committed(Some(record));
                     return Ok(answer(false, status));
                 }
-                WriteOutcome::AlreadyEnded { .. } | WriteOutcome::Stale => *guard = None,
+                (Err(e), _) => {
+                    *guard = None;
+                    return Err(e);
+                }
+                (Ok(_), _) => *guard = None,
             }
         }
         Err(Error::Unavailable(format!(
@@ -519,8 +516,7 @@ impl Hub {
     async fn load(&self, job_id: &str) -> Result<Option<LiveJob>> {
         let id = job_id.to_string();
         let row = self.store.run(move |c| Ok(queries::job(c, &id)?)).await?;
-        row.map(|row| Ok(LiveJob::new(row.to_state()?, row.record()?)))
-            .transpose()
+        row.as_ref().map(LiveJob::from_row).transpose()
     }
 
     /// This hub's in-memory copy of a job, fresher than its row. On a shared database the

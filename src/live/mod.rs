@@ -4,7 +4,9 @@
 pub mod watch;
 
 use crate::domain::job::JobState;
+use crate::error::Result;
 use crate::proto;
+use crate::store::rows::JobRow;
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +25,20 @@ pub struct LiveJob {
 }
 
 impl LiveJob {
+    /// The job as stored, to continue it after a restart or from another hub's writes.
+    pub fn from_row(row: &JobRow) -> Result<Self> {
+        Ok(LiveJob::new(row.to_state()?, row.record()?))
+    }
+
+    /// The current state has been committed (with the record, when this write rolled it up).
+    pub fn committed(&mut self, record: Option<proto::PerformanceRecord>) {
+        self.stored_sequence = self.state.last_sequence;
+        if let Some(record) = record {
+            self.record = Some(Arc::new(record));
+            self.ended_seen = Some(Instant::now());
+        }
+    }
+
     pub fn new(state: JobState, record: Option<proto::PerformanceRecord>) -> Self {
         let ended_seen = state.status.is_terminal().then(Instant::now);
         LiveJob {

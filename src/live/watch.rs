@@ -132,16 +132,16 @@ impl Feed {
                 return;
             }
         };
-        let Ok(state) = row.to_state() else { return };
+        let Ok(stored) = LiveJob::from_row(&row) else {
+            return;
+        };
         let mut guard = self.slot.lock().await;
         let newer = guard.as_ref().is_none_or(|live| {
-            state.last_sequence > live.state.last_sequence
-                || (state.status.is_terminal() && live.record.is_none())
+            stored.state.last_sequence > live.state.last_sequence
+                || (stored.record.is_some() && live.record.is_none())
         });
         if newer {
-            if let Ok(record) = row.record() {
-                *guard = Some(LiveJob::new(state, record));
-            }
+            *guard = Some(stored);
         }
     }
 }
