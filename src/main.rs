@@ -3,6 +3,11 @@
 use backwatch::config::ServeConfig;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: allocation-heavy gRPC work (a few small buffers per call) costs less than with
+/// the system allocator; the no-op baseline server in `backwatch-agent` uses the same one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "backwatch", version, about = "Telemetry hub for backup jobs")]
 struct Cli {

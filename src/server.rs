@@ -136,7 +136,9 @@ pub async fn run(
             server.serve_with_incoming_shutdown(incoming, signal).await
         }
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // No Nagle delay: an answer is a few small HTTP/2 frames that must leave at once.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             server.serve_with_incoming_shutdown(incoming, signal).await
         }
     };
