@@ -23,6 +23,8 @@ use tower_http::services::{ServeDir, ServeFile};
 
 /// How often the database is pinged for the health service.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often the SQLite write-ahead log is copied into the database file (see `Store::checkpoint`).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Largest accepted TelemetryService request; a report with a full 4 KiB error message is
 /// about 5 KiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -56,6 +58,7 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));
+    tokio::spawn(checkpoint_forever(store.clone(), stop_rx.clone()));
     tokio::spawn(sweep_forever(
         hub.clone(),
         config.stall_timeout,
@@ -231,6 +234,18 @@ async fn probe_health(
         tokio::select! {
             _ = tokio::time::sleep(HEALTH_PROBE_EVERY) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn checkpoint_forever(store: Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed; will retry");
         }
     }
 }

@@ -106,9 +106,13 @@ impl ManageConnection for Connector {
                 // WAL keeps readers off the writer's back; NORMAL sync is durable across process
                 // crashes (kill -9), which is the contract; the busy timeout absorbs checkpoints.
                 // The busy timeout comes first: switching to WAL itself may wait for a lock.
+                // No commit checkpoints by itself (that would put the copy and its fsync in
+                // the way of the writer and of the reports waiting for it): `Store::checkpoint`
+                // does it on the side.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = 0;",
                 )
                 .map_err(|e| ConnectError(e.to_string()))?;
                 Ok(Db::Sqlite(conn))
@@ -190,6 +194,20 @@ impl Store {
         })
         .await
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+    }
+
+    /// SQLite: copies committed pages from the write-ahead log into the database file, without
+    /// waiting for or blocking the writer; called every second by the server. No-op on
+    /// PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if !self.is_sqlite() {
+            return Ok(());
+        }
+        self.run(|conn| {
+            conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                .map_err(Error::from)
+        })
+        .await
     }
 
     /// A cheap round trip, for health checks.

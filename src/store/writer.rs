@@ -19,9 +19,12 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Rollups per transaction; more wait for the next one.
-const MAX_ROLLUPS_PER_BATCH: usize = 32;
+const MAX_ROLLUPS_PER_BATCH: usize = 8;
 /// Snapshot rows per multi-row insert (SQLite allows 32766 bound values; 7 per row).
 const INSERT_CHUNK: usize = 1000;
+/// Shortest time between the starts of two commits: under load, writes arriving meanwhile
+/// share the next transaction.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(3);
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 65_536;
 
@@ -120,6 +123,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
     // of jobs ending at once never holds up the snapshots of running jobs.
     let mut held: VecDeque<Pending> = VecDeque::new();
+    let mut last_commit = Instant::now();
     loop {
         let mut rollups = 0;
         while rollups < MAX_ROLLUPS_PER_BATCH && batch.len() < max_batch {
@@ -135,6 +139,10 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
                 }
                 None => return,
             }
+            // Writes come one by one from many jobs; under load a short wait lets the next
+            // few share the transaction (a commit costs far more than a row). An idle writer
+            // commits at once.
+            std::thread::sleep(GATHER.saturating_sub(last_commit.elapsed()));
         }
         while batch.len() < max_batch {
             let Ok(p) = rx.try_recv() else { break };
@@ -149,6 +157,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
             }
         }
         let started = Instant::now();
+        last_commit = started;
         let results = commit(&store, &batch);
         let stats = BatchStats {
             size: batch.len(),
