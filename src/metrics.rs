@@ -88,6 +88,7 @@ struct Figures {
     batches_failed: AtomicU64,
     batch_size: Histogram<12>,
     batch_micros: Histogram<13>,
+    write_wait_micros: Histogram<13>,
     watchers: AtomicI64,
     retention_jobs: AtomicU64,
     retention_machines: AtomicU64,
@@ -104,6 +105,7 @@ static FIGURES: Figures = Figures {
     batches_failed: AtomicU64::new(0),
     batch_size: Histogram::new(SIZE_BUCKETS),
     batch_micros: Histogram::new(MICROS_BUCKETS),
+    write_wait_micros: Histogram::new(MICROS_BUCKETS),
     watchers: AtomicI64::new(0),
     retention_jobs: AtomicU64::new(0),
     retention_machines: AtomicU64::new(0),
@@ -152,6 +154,14 @@ pub fn batch_committed<'a>(
     }
     FIGURES.snapshots_written.fetch_add(snapshots, Relaxed);
     FIGURES.rollups.fetch_add(rollups, Relaxed);
+}
+
+/// Hook: a report (or a sweep) waited this long for its write to be committed: queue, gathering
+/// and commit, as the agent feels it on top of the network.
+pub fn write_waited(waited: std::time::Duration) {
+    FIGURES
+        .write_wait_micros
+        .observe(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
 }
 
 /// Hook: retention deleted this many jobs and machines.
@@ -273,6 +283,12 @@ pub async fn render(hub: &Hub) -> String {
         &mut out,
         "backwatch_write_batch_duration_seconds",
         "Time to commit one group-commit transaction.",
+        1e-6,
+    );
+    f.write_wait_micros.render(
+        &mut out,
+        "backwatch_write_wait_seconds",
+        "Time a report that had to be stored waited for its commit (queue, gathering, commit).",
         1e-6,
     );
     counter(

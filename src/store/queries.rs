@@ -19,17 +19,24 @@ pub fn job(conn: &mut Db, job_id: &str) -> QueryResult<Option<JobRow>> {
 
 /// A running job's stored snapshots in time order.
 pub fn snapshots(conn: &mut Db, job_id: &str) -> QueryResult<Vec<Point>> {
-    Ok(job_telemetry_snapshots::table
-        .filter(job_telemetry_snapshots::job_id.eq(job_id))
-        .order((
-            job_telemetry_snapshots::sampled_at_ms.asc(),
-            job_telemetry_snapshots::sequence.asc(),
-        ))
-        .select(SnapshotRow::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(SnapshotRow::into_point)
-        .collect())
+    // Run on the engine's own connection, where the prepared statement is kept for the next
+    // call (the selection is typed per engine, hence the query written once per arm).
+    macro_rules! query {
+        () => {
+            job_telemetry_snapshots::table
+                .filter(job_telemetry_snapshots::job_id.eq(job_id))
+                .order((
+                    job_telemetry_snapshots::sampled_at_ms.asc(),
+                    job_telemetry_snapshots::sequence.asc(),
+                ))
+                .select(SnapshotRow::as_select())
+        };
+    }
+    let rows: Vec<SnapshotRow> = match conn {
+        Db::Sqlite(c) => query!().load(c)?,
+        Db::Postgresql(c) => query!().load(c)?,
+    };
+    Ok(rows.into_iter().map(SnapshotRow::into_point).collect())
 }
 
 /// One machine.

@@ -98,7 +98,10 @@ impl Writer {
 
     /// Queues a write and waits until it is committed.
     pub async fn write(&self, write: JobWrite) -> Result<WriteOutcome> {
-        self.send(Some(write)).await
+        let queued = Instant::now();
+        let outcome = self.send(Some(write)).await;
+        crate::metrics::write_waited(queued.elapsed());
+        outcome
     }
 
     /// Waits until every write queued before this call is committed.
@@ -325,16 +328,19 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                 min_speed_bps: job.min_speed_bps,
                 points: &points,
             });
-            execute(
-                conn,
-                diesel::update(backup_jobs::table.find(&job.job_id)).set((
+            let update = KeptUpdate {
+                table: "backup_jobs",
+                set: (
                     backup_jobs::performance_metrics.eq(encode_record(&record)),
                     backup_jobs::peak_speed_bps.eq(record.peak_speed_bps as i64),
                     backup_jobs::min_speed_bps.eq(record.min_speed_bps as i64),
                     backup_jobs::average_speed_bps.eq(record.average_speed_bps as i64),
                     backup_jobs::duration_ms.eq(ended_at - job.started_at),
-                )),
-            )?;
+                )
+                    .as_changeset(),
+                filter: backup_jobs::job_id.eq(&job.job_id),
+            };
+            execute(conn, update)?;
             execute(
                 conn,
                 diesel::delete(
@@ -342,11 +348,12 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                         .filter(job_telemetry_snapshots::job_id.eq(&job.job_id)),
                 ),
             )?;
-            execute(
-                conn,
-                diesel::update(machines::table.find(&job.machine))
-                    .set(machines::last_seen_at_ms.eq(now)),
-            )?;
+            let update = KeptUpdate {
+                table: "machines",
+                set: machines::last_seen_at_ms.eq(now).as_changeset(),
+                filter: machines::name.eq(&job.machine),
+            };
+            execute(conn, update)?;
             Ok(WriteOutcome::RolledUp(record))
         }
     }

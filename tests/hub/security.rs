@@ -802,6 +802,7 @@ async fn metrics_count_reports_writes_watchers_and_machines() {
             "backwatch_write_batch_duration_seconds_bucket{le=\"+Inf\"}"
         ) >= 3.0
     );
+    assert!(value(&text, "backwatch_write_wait_seconds_count") >= 3.0);
     assert!(value(&text, "backwatch_watchers") >= 1.0);
     assert_eq!(value(&text, "backwatch_running_jobs"), 1.0);
     assert_eq!(value(&text, "backwatch_database_up"), 1.0);

@@ -65,6 +65,7 @@ struct Scale {
     /// Paced fleets, each run against hub and no-op: the SPEC's 50,000, and one the load
     /// generator and no-op can carry on a shared 2-core machine with room to spare.
     fleets: Vec<usize>,
+    /// Paced reporting time of each side (hub, no-op), split into turns.
     fleet_for: Duration,
     watchers: usize,
     watch_for: Duration,
@@ -110,7 +111,7 @@ impl Scale {
                 rollup_points: 2_880,
                 storm_jobs: 1_000,
                 storm_fleet: 10_000,
-                storm_for: s(15),
+                storm_for: s(10),
                 // 80-minute jobs: more points than a curve keeps, the worst case for a record.
                 stored_jobs: 300,
                 stored_points: 160,
@@ -213,7 +214,7 @@ async fn run_on(
     // 4. Rollup and storm.
     settle(&hubs, &format!("watch-{stamp}")).await;
     rows.extend(rollup_phase(&hubs, &scale, stamp, &mut broken).await);
-    rows.extend(storm_phase(&hubs, &scale, stamp, &mut broken).await);
+    rows.extend(storm_phase(&hubs, &noops, &scale, stamp, &mut broken).await);
 
     // 5. Storage.
     hub.stop().await;
@@ -282,35 +283,62 @@ async fn paced_phase(
     stamp: u128,
     broken: &mut Vec<String>,
 ) -> Vec<Row> {
-    let warm = scale.interval;
     let offered = jobs as f64 / scale.interval.as_secs_f64();
+    let slice = scale.fleet_for / PACED_ROUNDS as u32;
     println!(
-        "\n[2] paced fleet: {jobs} jobs created, then reporting every {:?} ({offered:.0} reports/s offered) for {:?}, first {:?} not measured",
-        scale.interval, scale.fleet_for, warm
+        "\n[2] paced fleet: {jobs} jobs created, then reporting every {:?} ({offered:.0} reports/s offered), \
+         hub and no-op taking turns of {slice:?} ({PACED_ROUNDS} each, first {PACED_WARMUP:?} of a turn not measured)",
+        scale.interval
     );
     let prefix = format!("fleet{jobs}-{stamp}");
-    let run = |name: &'static str, c: &[HubClient]| {
-        let (prefix, c) = (prefix.clone(), c.to_vec());
-        async move {
-            let created = loadgen::create_jobs(&c, &prefix, jobs, 256).await;
-            println!(
-                "    {name:5} created {jobs} jobs in {:.1} s ({:.0}/s, {})",
-                created.window.as_secs_f64(),
-                created.throughput(),
-                created.latencies().summary()
-            );
-            if name == "hub" {
-                settle(&c, &prefix).await;
-            }
-            let paced =
-                loadgen::paced(&c, &prefix, jobs, 2, scale.interval, scale.fleet_for, warm).await;
-            println!("    {name:5} {}", paced.summary());
-            (created, paced)
-        }
-    };
-    let (hub_created, h) = run("hub", hubs).await;
+    let mut created = Vec::new();
+    for (name, clients) in [("hub", hubs), ("no-op", noops)] {
+        let c = loadgen::create_jobs(clients, &prefix, jobs, 256).await;
+        println!(
+            "    {name:5} created {jobs} jobs in {:.1} s ({:.0}/s, {})",
+            c.window.as_secs_f64(),
+            c.throughput(),
+            c.latencies().summary()
+        );
+        created.push(c);
+    }
+    let hub_created = created.swap_remove(0);
     settle(hubs, &prefix).await;
-    let (_, n) = run("no-op", noops).await;
+    // Turns hub, no-op, no-op, hub, …: a change in what else the machine does weighs on both
+    // alike. The same jobs report again each turn, their sequence numbers moved well past the
+    // previous turn's.
+    let (mut h, mut n) = (LoadReport::default(), LoadReport::default());
+    for round in 0..PACED_ROUNDS {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for on_hub in order {
+            let clients = if on_hub { hubs } else { noops };
+            let first_sequence = 2 + round as u64 * 1_000;
+            let turn = loadgen::paced(
+                clients,
+                &prefix,
+                jobs,
+                first_sequence,
+                scale.interval,
+                slice,
+                PACED_WARMUP,
+            )
+            .await;
+            println!(
+                "    {:5} {}",
+                if on_hub { "hub" } else { "no-op" },
+                turn.summary()
+            );
+            if on_hub {
+                h.absorb(turn);
+            } else {
+                n.absorb(turn);
+            }
+        }
+    }
     // A hub too slow for the fleet (every paced report timing out) misses a target; it is
     // broken only when it answered nothing at all, job creation included.
     let what = format!("paced {jobs}: no hub report answered, creation included");
@@ -369,6 +397,11 @@ async fn paced_phase(
         },
     ]
 }
+
+/// Turns each of hub and no-op takes in a paced phase.
+const PACED_ROUNDS: usize = 2;
+/// Start of a paced turn not measured (connections warming up after the other side's turn).
+const PACED_WARMUP: Duration = Duration::from_secs(1);
 
 /// Waits until the hub has worked off what a phase queued (at most 30 s): a job creation, which
 /// waits for its commit behind every queued write, answers within 20 ms.
@@ -611,18 +644,83 @@ async fn rollup_phase(
 
 /// A paced fleet runs; a batch of jobs with history ends all at once in its middle.
 async fn storm_phase(
-    clients: &[HubClient],
+    hubs: &[HubClient],
+    noops: &[HubClient],
     scale: &Scale,
     stamp: u128,
     broken: &mut Vec<String>,
 ) -> Vec<Row> {
-    const HISTORY: u64 = 20;
     println!(
-        "\n[4b] storm: {} jobs ending at once while {} jobs report every {:?}",
+        "\n[4b] storm: {} jobs ending at once while {} jobs report every {:?}, on the hub, then the same on the no-op",
         scale.storm_jobs, scale.storm_fleet, scale.interval
     );
+    let hub = storm(hubs, scale, &format!("storm-{stamp}"), true).await;
+    let noop = storm(noops, scale, &format!("storm-{stamp}"), false).await;
+    for (name, run) in [("hub", &hub), ("no-op", &noop)] {
+        println!(
+            "    {name:5} storm took {} ; terminal reports {}{}",
+            ms(run.took),
+            run.enders.summary(),
+            match run.failed {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            }
+        );
+        println!("    {name:5} fleet before the storm {}", run.calm.summary());
+        println!(
+            "    {name:5} fleet during the storm {}",
+            run.during.summary()
+        );
+    }
+    check(
+        broken,
+        "storm: no terminal report answered",
+        hub.enders.is_empty(),
+    );
+    check(
+        broken,
+        "storm: no fleet report answered",
+        hub.during.is_empty() && hub.calm.is_empty(),
+    );
+    let ratio = hub.during.quantile(0.99).as_secs_f64()
+        / noop.during.quantile(0.99).as_secs_f64().max(1e-9);
+    vec![Row {
+        metric: format!("report p99 during a storm of {} endings", scale.storm_jobs),
+        hub: format!(
+            "{} (before {})",
+            ms(hub.during.quantile(0.99)),
+            ms(hub.calm.quantile(0.99))
+        ),
+        noop: ms(noop.during.quantile(0.99)),
+        result: format!(
+            "{ratio:.2}x {} (storm {} ; enders p99 {})",
+            verdict(ratio <= 1.5),
+            ms(hub.took),
+            ms(hub.enders.quantile(0.99))
+        ),
+        target: "<= 1.5x no-op",
+    }]
+}
+
+/// What one storm run measured.
+struct Storm {
+    /// Terminal reports of the ending jobs.
+    enders: Latencies,
+    failed: usize,
+    /// From the first terminal report sent to the last answered.
+    took: Duration,
+    /// Fleet reports sent before the storm (after the warm-up), and from its start to 1 s
+    /// after its end.
+    calm: Latencies,
+    during: Latencies,
+}
+
+/// Jobs with 20 stored snapshots each end at once, a third into a paced fleet's run.
+/// `settle_first`: let the hub work off its backlog before the fleet starts (not the no-op).
+async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first: bool) -> Storm {
+    const HISTORY: u64 = 20;
     let ids: Vec<String> = (0..scale.storm_jobs)
-        .map(|i| format!("storm-{stamp}-{i}"))
+        .map(|i| format!("{prefix}-{i}"))
         .collect();
     // History first: 20 reports 30 s apart in the past, 64 jobs at a time.
     let base = SystemTime::now() - Duration::from_secs(30 * HISTORY + 60);
@@ -644,14 +742,16 @@ async fn storm_phase(
     while fills.join_next().await.is_some() {}
 
     let warm = scale.interval;
-    let prefix = format!("stormfleet-{stamp}");
-    loadgen::create_jobs(clients, &prefix, scale.storm_fleet, 256).await;
-    settle(clients, &prefix).await;
+    let fleet_prefix = format!("{prefix}-fleet");
+    loadgen::create_jobs(clients, &fleet_prefix, scale.storm_fleet, 256).await;
+    if settle_first {
+        settle(clients, &fleet_prefix).await;
+    }
     let fleet = {
         let clients = clients.to_vec();
         let (jobs, interval, run_for) = (scale.storm_fleet, scale.interval, scale.storm_for);
         tokio::spawn(async move {
-            loadgen::paced(&clients, &prefix, jobs, 2, interval, run_for, warm).await
+            loadgen::paced(&clients, &fleet_prefix, jobs, 2, interval, run_for, warm).await
         })
     };
     let fleet_started = Instant::now();
@@ -682,48 +782,14 @@ async fn storm_phase(
         }
     }
     let storm_end = fleet_started.elapsed();
-    let enders = Latencies::new(enders);
     let fleet = fleet.await.expect("fleet task");
-    let calm = fleet.latencies_between(warm, fired);
-    let during = fleet.latencies_between(fired, storm_end + Duration::from_secs(1));
-    println!(
-        "    storm took {} ; terminal reports {}{}",
-        ms(storm_end - fired),
-        enders.summary(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
-    );
-    println!("    fleet before the storm {}", calm.summary());
-    println!("    fleet during the storm {}", during.summary());
-    println!("    fleet whole run {}", fleet.summary());
-    check(
-        broken,
-        "storm: no terminal report answered",
-        enders.is_empty(),
-    );
-    check(
-        broken,
-        "storm: no fleet report answered",
-        fleet.samples.is_empty(),
-    );
-    vec![Row {
-        metric: format!("report p99 before / during storm of {}", scale.storm_jobs),
-        hub: format!(
-            "{} / {}",
-            ms(calm.quantile(0.99)),
-            ms(during.quantile(0.99))
-        ),
-        noop: String::new(),
-        result: format!(
-            "storm {} ; enders p99 {}",
-            ms(storm_end - fired),
-            ms(enders.quantile(0.99))
-        ),
-        target: "p99 not raised",
-    }]
+    Storm {
+        enders: Latencies::new(enders),
+        failed,
+        took: storm_end - fired,
+        calm: fleet.latencies_between(warm, fired),
+        during: fleet.latencies_between(fired, storm_end + Duration::from_secs(1)),
+    }
 }
 
 /// Writes `stored_jobs` finished jobs of `stored_points` snapshots each (64 jobs at a time);
