@@ -282,15 +282,36 @@ pub async fn create_jobs(
     report
 }
 
+/// Where the jobs of a paced fleet pick up.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume {
+    /// The next report's sequence number (1: the fleet is new; 2 after [`create_jobs`]).
+    pub sequence: u64,
+    /// How far the jobs' clock (`sampled_at`) runs behind the real one: the time the fleet was
+    /// paused, so that it resumes as if it had never stopped instead of every job being due
+    /// for a snapshot at once.
+    pub clock_behind: Duration,
+}
+
+impl Resume {
+    /// Report `sequence` next, on the real clock.
+    pub fn at(sequence: u64) -> Self {
+        Resume {
+            sequence,
+            clock_behind: Duration::ZERO,
+        }
+    }
+}
+
 /// `jobs` jobs named `<prefix>-<i>`, each reporting every `interval` (spread evenly over one
-/// interval) for `duration`, starting with report `first_sequence` (2 when [`create_jobs`]
-/// made them). Latencies count from `warmup` on. A first report is dated up to 30 s back
-/// (see `SNAPSHOT_SPREAD`), so snapshot writes are spread evenly.
+/// interval) for `duration`, picking up at `resume`. Latencies count from `warmup` on. A
+/// first report is dated up to 30 s back (see `SNAPSHOT_SPREAD`), so snapshot writes are
+/// spread evenly.
 pub async fn paced(
     clients: &[HubClient],
     prefix: &str,
     jobs: usize,
-    first_sequence: u64,
+    resume: Resume,
     interval: Duration,
     duration: Duration,
     warmup: Duration,
@@ -298,7 +319,7 @@ pub async fn paced(
     let started = Instant::now();
     let (measure_from, end) = (started + warmup, started + duration);
     let mut tasks = JoinSet::new();
-    let first_sequence = first_sequence.max(1);
+    let first_sequence = resume.sequence.max(1);
     for i in 0..jobs {
         let mut client = clients[i % clients.len()].clone();
         let prefix = prefix.to_string();
@@ -314,7 +335,12 @@ pub async fn paced(
                 let sent = Instant::now();
                 let request = match sequence {
                     1 => first_report(&prefix, i),
-                    _ => running_report(&job_id, &machine, sequence, SystemTime::now()),
+                    _ => running_report(
+                        &job_id,
+                        &machine,
+                        sequence,
+                        SystemTime::now() - resume.clock_behind,
+                    ),
                 };
                 let result = client.report_progress(request).await.map(|_| ());
                 part.record(started, measure_from, sent, result);

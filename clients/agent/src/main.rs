@@ -237,7 +237,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 } else {
                     1
                 };
-                loadgen::paced(&clients, &prefix, jobs, first, interval, duration, warmup).await
+                loadgen::paced(
+                    &clients,
+                    &prefix,
+                    jobs,
+                    loadgen::Resume::at(first),
+                    interval,
+                    duration,
+                    warmup,
+                )
+                .await
             };
             for line in timeline.map(|w| report.timeline(w)).unwrap_or_default() {
                 println!("{line}");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 use crate::hub::{HubClient, HubOptions};
-use crate::loadgen::{self, ms, running_report, terminal_report, Latencies, LoadReport};
+use crate::loadgen::{self, ms, running_report, terminal_report, Latencies, LoadReport, Resume};
 use hub_process::{ensure_hub_binary, rss_kb, HubProcess};
 use postgres::BenchDatabase;
 
@@ -104,7 +104,7 @@ impl Scale {
                 saturate_for: s(8),
                 concurrency: 64,
                 fleets: vec![20_000, 50_000],
-                fleet_for: s(12),
+                fleet_for: s(18),
                 watchers: 10_000,
                 watch_for: s(15),
                 rollup_jobs: 3,
@@ -287,8 +287,8 @@ async fn paced_phase(
     let slice = scale.fleet_for / PACED_ROUNDS as u32;
     println!(
         "\n[2] paced fleet: {jobs} jobs created, then reporting every {:?} ({offered:.0} reports/s offered), \
-         hub and no-op taking turns of {slice:?} ({PACED_ROUNDS} each, first {PACED_WARMUP:?} of a turn not measured)",
-        scale.interval
+         hub and no-op taking turns of {slice:?} ({PACED_ROUNDS} each, first {:?} of a turn not measured)",
+        scale.interval, scale.interval
     );
     let prefix = format!("fleet{jobs}-{stamp}");
     let mut created = Vec::new();
@@ -306,8 +306,9 @@ async fn paced_phase(
     settle(hubs, &prefix).await;
     // Turns hub, no-op, no-op, hub, …: a change in what else the machine does weighs on both
     // alike. The same jobs report again each turn, their sequence numbers moved well past the
-    // previous turn's.
+    // previous turn's and their clock held back by the time they were paused.
     let (mut h, mut n) = (LoadReport::default(), LoadReport::default());
+    let mut paused: [(Duration, Option<Instant>); 2] = [(Duration::ZERO, None); 2];
     for round in 0..PACED_ROUNDS {
         let order = if round % 2 == 0 {
             [true, false]
@@ -316,15 +317,22 @@ async fn paced_phase(
         };
         for on_hub in order {
             let clients = if on_hub { hubs } else { noops };
-            let first_sequence = 2 + round as u64 * 1_000;
+            let (behind, since) = &mut paused[usize::from(on_hub)];
+            *behind += since.map_or(Duration::ZERO, |t| t.elapsed());
+            let resume = Resume {
+                sequence: 2 + round as u64 * 1_000,
+                clock_behind: *behind,
+            };
             let turn = loadgen::paced(
                 clients,
                 &prefix,
                 jobs,
-                first_sequence,
+                resume,
                 scale.interval,
                 slice,
-                PACED_WARMUP,
+                // The first round of reports after the other side's turn is not measured:
+                // every job that became due for a snapshot while silent stores one in it.
+                scale.interval,
             )
             .await;
             println!(
@@ -332,6 +340,7 @@ async fn paced_phase(
                 if on_hub { "hub" } else { "no-op" },
                 turn.summary()
             );
+            *since = Some(Instant::now());
             if on_hub {
                 h.absorb(turn);
             } else {
@@ -400,8 +409,6 @@ async fn paced_phase(
 
 /// Turns each of hub and no-op takes in a paced phase.
 const PACED_ROUNDS: usize = 2;
-/// Start of a paced turn not measured (connections warming up after the other side's turn).
-const PACED_WARMUP: Duration = Duration::from_secs(1);
 
 /// Waits until the hub has worked off what a phase queued (at most 30 s): a job creation, which
 /// waits for its commit behind every queued write, answers within 20 ms.
@@ -485,7 +492,16 @@ async fn watch_phase(
         let jobs = scale.watchers;
         let interval = scale.interval;
         tokio::spawn(async move {
-            loadgen::paced(&reporters, &prefix, jobs, 2, interval, fleet_for, lead).await
+            loadgen::paced(
+                &reporters,
+                &prefix,
+                jobs,
+                Resume::at(2),
+                interval,
+                fleet_for,
+                lead,
+            )
+            .await
         })
     };
     tokio::time::sleep(lead).await;
@@ -751,7 +767,16 @@ async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first:
         let clients = clients.to_vec();
         let (jobs, interval, run_for) = (scale.storm_fleet, scale.interval, scale.storm_for);
         tokio::spawn(async move {
-            loadgen::paced(&clients, &fleet_prefix, jobs, 2, interval, run_for, warm).await
+            loadgen::paced(
+                &clients,
+                &fleet_prefix,
+                jobs,
+                Resume::at(2),
+                interval,
+                run_for,
+                warm,
+            )
+            .await
         })
     };
     let fleet_started = Instant::now();
