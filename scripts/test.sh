@@ -46,6 +46,9 @@ if grep -q "errors" "$smoke/loadgen.txt" || ! grep -q "(n=[1-9]" "$smoke/loadgen
   echo "load generator smoke run failed"; cat "$smoke/hub.log"; exit 1
 fi
 
+echo "== benchmark smoke run (debug binaries, small numbers; fails only when a phase cannot run)"
+target/debug/backwatch-agent bench --quick --hub-bin target/debug/backwatch
+
 echo "== hub black-box tests on PostgreSQL ($PG_URL)"
 TEST_DATABASE_URL="$PG_URL" cargo nextest run -p backwatch --test hub --no-fail-fast
 
