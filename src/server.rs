@@ -1,9 +1,11 @@
-//! Wires the hub into one listener: native gRPC and grpc-web (HTTP/1.1) for TelemetryService,
+//! Wires the hub into one listener: native gRPC (agents' calls by a lane of their own) and
+//! grpc-web (HTTP/1.1) for TelemetryService,
 //! reflection v1 and v1alpha, the health service, JSON and server-sent events under `/api`
 //! (`http`), and the GUI's static files at `/`.
 //! `run(listener, config, shutdown)` takes a bound listener so tests start it on port 0.
 
 use crate::api::guard::GuardLayer;
+use crate::api::lane::LaneLayer;
 use crate::api::service::Service;
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
@@ -79,14 +81,13 @@ pub async fn run(
         .build_v1alpha()
         .map_err(|e| Error::Internal(e.to_string()))?;
 
+    let telemetry = GuardLayer::new(auth.clone(), config.max_watchers).layer(
+        TelemetryServiceServer::new(Service::new(hub.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+    );
     let mut routes = tonic::service::Routes::builder();
     routes
-        .add_service(
-            GuardLayer::new(auth.clone(), config.max_watchers).layer(
-                TelemetryServiceServer::new(Service::new(hub.clone()))
-                    .max_decoding_message_size(MAX_REQUEST_BYTES),
-            ),
-        )
+        .add_service(telemetry.clone())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -127,6 +128,7 @@ pub async fn run(
         // connection and every other call on it.
         .http2_max_pending_accept_reset_streams(Some(10_000))
         .layer(tower::util::option_layer(cors))
+        .layer(LaneLayer::new(telemetry))
         .add_routes(tonic::service::Routes::from(router));
     let signal = async move {
         shutdown.await;

@@ -2,5 +2,6 @@
 //! hub errors become gRPC statuses.
 
 pub mod guard;
+pub mod lane;
 pub mod service;
 pub mod status;
