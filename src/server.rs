@@ -15,7 +15,6 @@ use crate::proto::telemetry_service_server::TelemetryServiceServer;
 use crate::store::Store;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -60,11 +59,29 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));
-    tokio::spawn(checkpoint_forever(store.clone(), stop_rx.clone()));
-    tokio::spawn(sweep_forever(
-        hub.clone(),
-        config.stall_timeout,
+    if store.is_sqlite() {
+        let store = store.clone();
+        tokio::spawn(every(
+            CHECKPOINT_EVERY,
+            "checkpoint",
+            stop_rx.clone(),
+            move || {
+                let store = store.clone();
+                async move { store.checkpoint().await }
+            },
+        ));
+    }
+    let sweep_every =
+        (config.stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    let swept = hub.clone();
+    tokio::spawn(every(
+        sweep_every,
+        "stall sweep",
         stop_rx.clone(),
+        move || {
+            let hub = swept.clone();
+            async move { hub.sweep().await.map(drop) }
+        },
     ));
     if let Some(keep) = config.retention {
         tokio::spawn(crate::retention::run(store.clone(), keep, stop_rx.clone()));
@@ -229,7 +246,10 @@ async fn probe_health(
         if last != Some(status) {
             health.set_service_status("", status).await;
             health
-                .set_service_status("backwatch.v1.TelemetryService", status)
+                .set_service_status(
+                    <TelemetryServiceServer<Service> as tonic::server::NamedService>::NAME,
+                    status,
+                )
                 .await;
             last = Some(status);
         }
@@ -240,27 +260,24 @@ async fn probe_health(
     }
 }
 
-async fn checkpoint_forever(store: Store, mut stop: watch::Receiver<bool>) {
+/// Runs `task` every `period` until shutdown; a failure is logged and the task runs again at
+/// the next period.
+async fn every<F, Fut>(
+    period: Duration,
+    what: &'static str,
+    mut stop: watch::Receiver<bool>,
+    mut task: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = store.checkpoint().await {
-            tracing::warn!(error = %e, "checkpoint failed; will retry");
-        }
-    }
-}
-
-async fn sweep_forever(hub: Arc<Hub>, stall_timeout: Duration, mut stop: watch::Receiver<bool>) {
-    let every = (stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = hub.sweep().await {
-            tracing::warn!(error = %e, "stall sweep failed; will retry");
+        if let Err(e) = task().await {
+            tracing::warn!(error = %e, "{what} failed; will retry");
         }
     }
 }

@@ -8,9 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::body::Body;
+use tonic::server::NamedService;
 use tower::ServiceExt;
-
-const TELEMETRY_PATH: &str = "/backwatch.v1.TelemetryService/";
 
 /// Wraps the router with [`Lane`].
 #[derive(Clone)]
@@ -43,14 +42,19 @@ pub struct Lane<G, S> {
     router: S,
 }
 
-/// A native gRPC call to `TelemetryService` (not grpc-web, which the router translates).
-fn is_native_telemetry(req: &Request<Body>) -> bool {
+/// A native gRPC call to the service named `service` (not grpc-web, which the router
+/// translates).
+fn is_native_call(req: &Request<Body>, service: &str) -> bool {
     let grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct == "application/grpc" || ct.starts_with("application/grpc+"));
-    grpc && req.uri().path().starts_with(TELEMETRY_PATH)
+    let path = req.uri().path();
+    grpc && path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(service))
+        .is_some_and(|method| method.starts_with('/'))
 }
 
 type BoxFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
@@ -58,6 +62,7 @@ type BoxFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Sen
 impl<G, S> tower::Service<Request<Body>> for Lane<G, S>
 where
     G: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
         + Clone
         + Send
         + 'static,
@@ -74,7 +79,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        if is_native_telemetry(&req) {
+        if is_native_call(&req, G::NAME) {
             let telemetry = self.telemetry.clone();
             return Box::pin(async move {
                 match telemetry.oneshot(req).await {
@@ -100,29 +105,20 @@ mod tests {
     }
 
     #[test]
-    fn only_native_grpc_telemetry_calls_take_the_lane() {
+    fn only_native_grpc_calls_of_the_service_take_the_lane() {
+        let telemetry = "backwatch.v1.TelemetryService";
         let report = "/backwatch.v1.TelemetryService/ReportProgress";
-        assert!(is_native_telemetry(&request(report, "application/grpc")));
-        assert!(is_native_telemetry(&request(
-            report,
-            "application/grpc+proto"
-        )));
+        let is = |path, content_type| is_native_call(&request(path, content_type), telemetry);
+        assert!(is(report, "application/grpc"));
+        assert!(is(report, "application/grpc+proto"));
         // Browsers' grpc-web needs the router's translation; other services and paths too.
-        assert!(!is_native_telemetry(&request(
-            report,
-            "application/grpc-web"
-        )));
-        assert!(!is_native_telemetry(&request(
-            report,
-            "application/grpc-web-text"
-        )));
-        assert!(!is_native_telemetry(&request(
-            "/grpc.health.v1.Health/Check",
+        assert!(!is(report, "application/grpc-web"));
+        assert!(!is(report, "application/grpc-web-text"));
+        assert!(!is(
+            "/backwatch.v1.TelemetryServiceX/Report",
             "application/grpc"
-        )));
-        assert!(!is_native_telemetry(&request(
-            "/api/v1/machines",
-            "application/json"
-        )));
+        ));
+        assert!(!is("/grpc.health.v1.Health/Check", "application/grpc"));
+        assert!(!is("/api/v1/machines", "application/json"));
     }
 }

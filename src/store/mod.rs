@@ -197,8 +197,8 @@ impl Store {
     }
 
     /// SQLite: copies committed pages from the write-ahead log into the database file, without
-    /// waiting for or blocking the writer; called every second by the server. No-op on
-    /// PostgreSQL.
+    /// waiting for or blocking the writer; the server calls it every second on SQLite. Nothing
+    /// to do on PostgreSQL.
     pub async fn checkpoint(&self) -> Result<()> {
         if !self.is_sqlite() {
             return Ok(());

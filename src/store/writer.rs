@@ -1,7 +1,8 @@
 //! The group-commit writer: one thread takes every pending job write, commits as many as are
-//! waiting in one transaction (each in its own savepoint, so one bad write fails alone), and then
-//! answers each waiter. Snapshot inserts, job creation and the terminal rollup all go through it;
-//! a report is acknowledged only after its write is committed.
+//! waiting in one transaction (at most one commit every 3 ms under load, so writes arriving
+//! meanwhile share it; per-write savepoints only after an error, so one bad write fails alone),
+//! and then answers each waiter. Snapshot inserts, job creation and the terminal rollup all go
+//! through it; a report is acknowledged only after its write is committed.
 
 use super::rows::{JobProgress, JobRow, MachineRow, SnapshotRow};
 use super::schema::{backup_jobs, job_telemetry_snapshots, machines};
@@ -328,18 +329,16 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                 min_speed_bps: job.min_speed_bps,
                 points: &points,
             });
-            let update = KeptUpdate {
-                table: "backup_jobs",
-                set: (
+            let update = KeptUpdate::new(
+                (
                     backup_jobs::performance_metrics.eq(encode_record(&record)),
                     backup_jobs::peak_speed_bps.eq(record.peak_speed_bps as i64),
                     backup_jobs::min_speed_bps.eq(record.min_speed_bps as i64),
                     backup_jobs::average_speed_bps.eq(record.average_speed_bps as i64),
                     backup_jobs::duration_ms.eq(ended_at - job.started_at),
-                )
-                    .as_changeset(),
-                filter: backup_jobs::job_id.eq(&job.job_id),
-            };
+                ),
+                backup_jobs::job_id.eq(&job.job_id),
+            );
             execute(conn, update)?;
             execute(
                 conn,
@@ -348,11 +347,10 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                         .filter(job_telemetry_snapshots::job_id.eq(&job.job_id)),
                 ),
             )?;
-            let update = KeptUpdate {
-                table: "machines",
-                set: machines::last_seen_at_ms.eq(now).as_changeset(),
-                filter: machines::name.eq(&job.machine),
-            };
+            let update = KeptUpdate::new(
+                machines::last_seen_at_ms.eq(now),
+                machines::name.eq(&job.machine),
+            );
             execute(conn, update)?;
             Ok(WriteOutcome::RolledUp(record))
         }
@@ -362,14 +360,13 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
 /// Updates a running job's row if nobody else moved it on; false otherwise.
 fn update_running(conn: &mut Db, w: &JobWrite) -> QueryResult<bool> {
     let progress = JobProgress::of(&w.job);
-    let update = KeptUpdate {
-        table: "backup_jobs",
-        set: progress.as_changeset(),
-        filter: backup_jobs::job_id
+    let update = KeptUpdate::new(
+        &progress,
+        backup_jobs::job_id
             .eq(&w.job.job_id)
             .and(backup_jobs::status.eq(JobStatus::Running.as_str()))
             .and(backup_jobs::last_sequence.eq(w.stored_sequence as i64)),
-    };
+    );
     Ok(execute(conn, update)? == 1)
 }
 
@@ -416,13 +413,12 @@ fn insert_rows(conn: &mut Db, rows: &[SnapshotRow]) -> QueryResult<()> {
 /// A machine is seen with each stored snapshot of its jobs: "last seen" stays fresh without a
 /// write per report.
 fn touch_machine(conn: &mut Db, machine: &str, at: Millis) -> QueryResult<()> {
-    let update = KeptUpdate {
-        table: "machines",
-        set: machines::last_seen_at_ms.eq(at).as_changeset(),
-        filter: machines::name
+    let update = KeptUpdate::new(
+        machines::last_seen_at_ms.eq(at),
+        machines::name
             .eq(machine)
             .and(machines::last_seen_at_ms.lt(at)),
-    };
+    );
     execute(conn, update)?;
     Ok(())
 }
@@ -440,19 +436,34 @@ where
     }
 }
 
-/// `UPDATE table SET … WHERE …` that the connection keeps prepared (`set` is a changeset:
-/// columns unqualified). Diesel's own UPDATE is
-/// parsed and planned again on every call (its SET list may vary); the writer's per-snapshot
-/// updates have a fixed shape, and re-preparing them was a fifth of the writer's CPU.
-struct KeptUpdate<S, W> {
-    table: &'static str,
+/// `UPDATE table SET … WHERE …` that the connection keeps prepared. Diesel's own UPDATE is
+/// parsed and planned again on every call (its SET list may vary); the writer's updates have a
+/// fixed shape, and re-preparing them was a fifth of the writer's CPU. The table is the
+/// changeset's.
+struct KeptUpdate<F, S, W> {
+    from: F,
     set: S,
     filter: W,
 }
 
-impl<S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<S, W>
+impl<F, S, W> KeptUpdate<F, S, W> {
+    fn new<T, C>(set: C, filter: W) -> Self
+    where
+        T: Table<FromClause = F> + Default,
+        C: AsChangeset<Target = T, Changeset = S>,
+    {
+        KeptUpdate {
+            from: T::default().from_clause(),
+            set: set.as_changeset(),
+            filter,
+        }
+    }
+}
+
+impl<F, S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<F, S, W>
 where
     DB: diesel::backend::Backend,
+    F: diesel::query_builder::QueryFragment<DB>,
     S: diesel::query_builder::QueryFragment<DB>,
     W: diesel::query_builder::QueryFragment<DB>,
 {
@@ -461,7 +472,7 @@ where
         mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
         out.push_sql("UPDATE ");
-        out.push_identifier(self.table)?;
+        self.from.walk_ast(out.reborrow())?;
         out.push_sql(" SET ");
         self.set.walk_ast(out.reborrow())?;
         out.push_sql(" WHERE ");
@@ -470,12 +481,12 @@ where
 }
 
 /// Cached by its SQL text (no static query id).
-impl<S, W> diesel::query_builder::QueryId for KeptUpdate<S, W> {
+impl<F, S, W> diesel::query_builder::QueryId for KeptUpdate<F, S, W> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<S, W, C> RunQueryDsl<C> for KeptUpdate<S, W> {}
+impl<F, S, W, C> RunQueryDsl<C> for KeptUpdate<F, S, W> {}
 
 fn upsert_machine(
     conn: &mut Db,
@@ -487,19 +498,25 @@ fn upsert_machine(
         .values(MachineRow::new(name, facts, now))
         .on_conflict_do_nothing();
     if execute(conn, insert)? == 0 {
-        let update = diesel::update(machines::table.find(name));
+        let seen = machines::name.eq(name);
         match facts {
             Some(f) => execute(
                 conn,
-                update.set((
-                    machines::last_seen_at_ms.eq(now),
-                    machines::cpu_cores.eq(f.cpu_cores),
-                    machines::memory_bytes.eq(f.memory_bytes),
-                    machines::disk_count.eq(f.disk_count),
-                    machines::os.eq(&f.os),
-                )),
+                KeptUpdate::new(
+                    (
+                        machines::last_seen_at_ms.eq(now),
+                        machines::cpu_cores.eq(f.cpu_cores),
+                        machines::memory_bytes.eq(f.memory_bytes),
+                        machines::disk_count.eq(f.disk_count),
+                        machines::os.eq(&f.os),
+                    ),
+                    seen,
+                ),
             )?,
-            None => execute(conn, update.set(machines::last_seen_at_ms.eq(now)))?,
+            None => execute(
+                conn,
+                KeptUpdate::new(machines::last_seen_at_ms.eq(now), seen),
+            )?,
         };
     }
     Ok(())
