@@ -328,3 +328,46 @@ pub fn stored_snapshots(hub: &TestHub, job_id: &str) -> i64 {
         .get_result(&mut *conn)
         .unwrap()
 }
+
+/// Splits a complete HTTP/1.1 response into its head and de-chunked body.
+pub fn parse_http(raw: &[u8]) -> (String, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("http head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = &raw[split + 4..];
+    if !head.to_lowercase().contains("transfer-encoding: chunked") {
+        return (head, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return (head, body);
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 4 + size..];
+    }
+}
+
+/// One grpc-web data frame around `payload`.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// grpc-web frames: (is_trailer, payload).
+pub fn frames(mut body: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    let mut out = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        out.push((body[0] & 0x80 != 0, body[5..5 + len].to_vec()));
+        body = &body[5 + len..];
+    }
+    out
+}

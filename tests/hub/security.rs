@@ -63,26 +63,7 @@ async fn http(addr: &str, request: &[u8]) -> (String, Vec<u8>) {
         .await
         .expect("the hub answers")
         .unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an http head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut rest = &raw[split + 4..];
-    if !head.to_lowercase().contains("transfer-encoding: chunked") {
-        return (head, rest.to_vec());
-    }
-    let mut body = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return (head, body);
-        }
-        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        rest = &rest[eol + 4 + size..];
-    }
+    parse_http(&raw)
 }
 
 async fn get(addr: &str, path: &str, token: Option<&str>) -> (String, String) {
@@ -118,15 +99,12 @@ async fn grpc_web_raw(
     assert!(head.to_lowercase().starts_with("http/1.1 200"), "{head}");
     let mut trailers = String::new();
     let mut data = Vec::new();
-    let mut rest = body.as_slice();
-    while rest.len() >= 5 {
-        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
-        if rest[0] & 0x80 != 0 {
-            trailers.push_str(&String::from_utf8_lossy(&rest[5..5 + len]));
+    for (trailer, payload) in frames(&body) {
+        if trailer {
+            trailers.push_str(&String::from_utf8_lossy(&payload));
         } else {
-            data = rest[5..5 + len].to_vec();
+            data = payload;
         }
-        rest = &rest[5 + len..];
     }
     let field = |name: &str| {
         head.lines().chain(trailers.lines()).find_map(|l| {
@@ -161,13 +139,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).to_string()
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8];
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
 }
 
 /// A valid report padded with an unknown length-delimited field (which prost skips) to

@@ -51,21 +51,13 @@ async fn grpcurl_lists_services_reports_and_reads_history() {
     assert!(health.contains("SERVING"), "{health}");
 }
 
-fn frame(message: &impl Message) -> Vec<u8> {
-    let body = message.encode_to_vec();
-    let mut out = vec![0u8];
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
 /// Sends one grpc-web request over HTTP/1.1 and returns the open connection.
 async fn grpc_web_request(
     addr: &str,
     method: &str,
     message: &impl Message,
 ) -> tokio::net::TcpStream {
-    let body = frame(message);
+    let body = frame(&message.encode_to_vec());
     let head = format!(
         "POST /backwatch.v1.TelemetryService/{method} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAccept: application/grpc-web+proto\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -74,41 +66,6 @@ async fn grpc_web_request(
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body).await.unwrap();
     s
-}
-
-/// Splits a complete HTTP/1.1 response into its head and de-chunked body.
-fn parse_http(raw: &[u8]) -> (String, Vec<u8>) {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("http head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-    let mut rest = &raw[split + 4..];
-    if !head.contains("transfer-encoding: chunked") {
-        return (head, rest.to_vec());
-    }
-    let mut body = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return (head, body);
-        }
-        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        rest = &rest[eol + 4 + size..];
-    }
-}
-
-/// grpc-web frames: (is_trailer, payload).
-fn frames(mut body: &[u8]) -> Vec<(bool, Vec<u8>)> {
-    let mut out = Vec::new();
-    while body.len() >= 5 {
-        let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-        out.push((body[0] & 0x80 != 0, body[5..5 + len].to_vec()));
-        body = &body[5 + len..];
-    }
-    out
 }
 
 #[tokio::test]
@@ -132,6 +89,7 @@ async fn grpc_web_over_http1_serves_unary_and_streaming_calls() {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
     let (head, body) = parse_http(&raw);
+    let head = head.to_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("application/grpc-web"), "{head}");
     let fr = frames(&body);
