@@ -1,6 +1,6 @@
 //! The group-commit writer: one thread takes every pending job write, commits as many as are
-//! waiting in one transaction (at most one commit every 3 ms under load, so writes arriving
-//! meanwhile share it; per-write savepoints only after an error, so one bad write fails alone),
+//! waiting in one transaction (it never waits for more: writes arriving during a commit share
+//! the next one; per-write savepoints only after an error, so one bad write fails alone),
 //! and then answers each waiter. Snapshot inserts, job creation and the terminal rollup all go
 //! through it; a report is acknowledged only after its write is committed.
 
@@ -23,9 +23,6 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_ROLLUPS_PER_BATCH: usize = 8;
 /// Snapshot rows per multi-row insert (SQLite allows 32766 bound values; 7 per row).
 const INSERT_CHUNK: usize = 1000;
-/// Shortest time between the starts of two commits: under load, writes arriving meanwhile
-/// share the next transaction.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(3);
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 65_536;
 
@@ -127,7 +124,6 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
     // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
     // of jobs ending at once never holds up the snapshots of running jobs.
     let mut held: VecDeque<Pending> = VecDeque::new();
-    let mut last_commit = Instant::now();
     loop {
         let mut rollups = 0;
         while rollups < MAX_ROLLUPS_PER_BATCH && batch.len() < max_batch {
@@ -143,10 +139,6 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
                 }
                 None => return,
             }
-            // Writes come one by one from many jobs; under load a short wait lets the next
-            // few share the transaction (a commit costs far more than a row). An idle writer
-            // commits at once.
-            std::thread::sleep(GATHER.saturating_sub(last_commit.elapsed()));
         }
         while batch.len() < max_batch {
             let Ok(p) = rx.try_recv() else { break };
@@ -161,7 +153,6 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
             }
         }
         let started = Instant::now();
-        last_commit = started;
         let results = commit(&store, &batch);
         let stats = BatchStats {
             size: batch.len(),
