@@ -71,6 +71,9 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .max_concurrent_streams(256)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_max_pending_accept_reset_streams(Some(10_000))
         .add_service(TelemetryServiceServer::new(NoopService))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
