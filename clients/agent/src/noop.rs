@@ -4,7 +4,6 @@
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use crate::proto::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
@@ -70,11 +69,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(256)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_max_pending_accept_reset_streams(Some(10_000))
         .add_service(TelemetryServiceServer::new(NoopService))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Like the hub: no Nagle delay (the builder's tcp_nodelay applies only to a
+            // listener tonic binds itself).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
