@@ -24,8 +24,6 @@ use tower_http::services::{ServeDir, ServeFile};
 
 /// How often the database is pinged for the health service.
 const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(2);
-/// How often the SQLite write-ahead log is copied into the database file (see `Store::checkpoint`).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Largest accepted TelemetryService request; a report with a full 4 KiB error message is
 /// about 5 KiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -59,18 +57,6 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));
-    if store.is_sqlite() {
-        let store = store.clone();
-        tokio::spawn(every(
-            CHECKPOINT_EVERY,
-            "checkpoint",
-            stop_rx.clone(),
-            move || {
-                let store = store.clone();
-                async move { store.checkpoint().await }
-            },
-        ));
-    }
     let sweep_every =
         (config.stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     let swept = hub.clone();

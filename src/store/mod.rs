@@ -106,13 +106,13 @@ impl ManageConnection for Connector {
                 // WAL keeps readers off the writer's back; NORMAL sync is durable across process
                 // crashes (kill -9), which is the contract; the busy timeout absorbs checkpoints.
                 // The busy timeout comes first: switching to WAL itself may wait for a lock.
-                // No commit checkpoints by itself (that would put the copy and its fsync in
-                // the way of the writer and of the reports waiting for it): `Store::checkpoint`
-                // does it on the side.
+                // No commit checkpoints by itself (that would put the whole copy in the way of
+                // the writer and of the reports waiting for it): see `writer::checkpoints`. A log cut back to 64 MiB after a checkpoint
+                // lets the disk go once a burst (thousands of jobs created at once) is copied.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 0;",
+                     PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
                 )
                 .map_err(|e| ConnectError(e.to_string()))?;
                 Ok(Db::Sqlite(conn))
@@ -197,17 +197,15 @@ impl Store {
     }
 
     /// SQLite: copies committed pages from the write-ahead log into the database file, without
-    /// waiting for or blocking the writer; the server calls it every second on SQLite. Nothing
-    /// to do on PostgreSQL.
-    pub async fn checkpoint(&self) -> Result<()> {
+    /// blocking the writer (the writer's thread runs it too, see `writer::checkpoints`).
+    /// Nothing to do on PostgreSQL.
+    pub fn checkpoint(&self) -> Result<()> {
         if !self.is_sqlite() {
             return Ok(());
         }
-        self.run(|conn| {
-            conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-                .map_err(Error::from)
-        })
-        .await
+        self.connection()?
+            .batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+            .map_err(Error::from)
     }
 
     /// A cheap round trip, for health checks.

@@ -16,6 +16,8 @@ use crate::proto;
 use diesel::prelude::*;
 use diesel::query_dsl::methods::ExecuteDsl;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_ROLLUPS_PER_BATCH: usize = 8;
 /// Snapshot rows per multi-row insert (SQLite allows 32766 bound values; 7 per row).
 const INSERT_CHUNK: usize = 1000;
+/// How often the SQLite write-ahead log is copied into the database file (see `checkpoints`).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 65_536;
 
@@ -87,9 +91,17 @@ impl Writer {
     /// Starts the writer thread on `store`.
     pub fn start(store: Store, max_batch: usize) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let copied = Arc::new(AtomicBool::new(false));
+        if store.is_sqlite() {
+            let (store, copied) = (store.clone(), Arc::downgrade(&copied));
+            std::thread::Builder::new()
+                .name("backwatch-checkpoint".into())
+                .spawn(move || checkpoints(store, copied))
+                .expect("spawning the checkpoint thread");
+        }
         std::thread::Builder::new()
             .name("backwatch-writer".into())
-            .spawn(move || run(store, rx, max_batch.max(1)))
+            .spawn(move || run(store, rx, max_batch.max(1), copied))
             .expect("spawning the writer thread");
         Writer { tx }
     }
@@ -119,7 +131,27 @@ impl Writer {
     }
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+/// SQLite checkpoints in two steps, so the log neither grows without end nor holds up the
+/// writer. Every second this thread copies the log into the database file beside the writer
+/// (tens of milliseconds at 50,000 running jobs) and raises `copied`; the writer then copies
+/// the few pages committed meanwhile itself, between two commits, where no write races it: the
+/// copy completes and the next commit starts the log over from its beginning. (A checkpoint
+/// racing a busy writer never catches up, and the log grew by gigabytes in minutes.) Stops
+/// with the writer.
+fn checkpoints(store: Store, copied: Weak<AtomicBool>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(copied) = copied.upgrade() else {
+            return;
+        };
+        match store.checkpoint() {
+            Ok(()) => copied.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        }
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize, copied: Arc<AtomicBool>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
     // of jobs ending at once never holds up the snapshots of running jobs.
@@ -180,6 +212,17 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
                     let _ = p.reply.send(Err(Error::Unavailable(e.to_string())));
                 }
             }
+        }
+        // After the answers, so no report waits for it.
+        if copied.swap(false, Ordering::Acquire) {
+            let started = Instant::now();
+            if let Err(e) = store.checkpoint() {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+            tracing::trace!(
+                micros = started.elapsed().as_micros() as u64,
+                "checkpoint finished"
+            );
         }
     }
 }

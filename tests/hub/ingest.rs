@@ -508,6 +508,64 @@ async fn many_jobs_starting_at_once_are_all_committed() {
     hub.stop_and_count_jobs(200).await;
 }
 
+/// SQLite: the write-ahead log must start over after a checkpoint even when writes never
+/// pause (a checkpoint racing a busy writer never completes, and the log grows by gigabytes).
+/// The log's header counts its restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_log_starts_over_while_writes_never_pause() {
+    let hub = spawn_hub().await;
+    let Some(path) = hub.config.database_url.strip_prefix("sqlite://") else {
+        return; // PostgreSQL: no such log
+    };
+    let wal = format!("{path}-wal");
+    let restarts = move || {
+        let header = std::fs::read(&wal).unwrap_or_default();
+        header
+            .get(12..16)
+            .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
+    };
+    let start = now_ms() - 23 * 3_600_000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for i in 0..32 {
+        let (mut c, stop) = (hub.client().await, stop.clone());
+        writers.push(tokio::spawn(async move {
+            let job = format!("busy-{i}");
+            let opening = proto::ReportProgressRequest {
+                sampled_at: Some(ts(start)),
+                ..first(&job, "vm-busy")
+            };
+            c.report_progress(opening).await.unwrap();
+            // Agent clock 30 s apart: every report stores a snapshot.
+            for k in 2.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let at = start + k as i64 * 30_000;
+                c.report_progress(running(&job, k, at, k * 1_000_000, 1_000_000))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = restarts();
+    let restarted = tokio::time::timeout(Duration::from_secs(15), async {
+        while restarts() <= before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        restarted.is_ok(),
+        "the log never started over in 15 s of writes (restarts {before})"
+    );
+}
+
 impl TestHub {
     async fn stop_and_count_jobs(mut self, expected: i64) {
         self.stop().await;
