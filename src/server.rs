@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::hub::{Hub, Settings};
 use crate::proto;
 use crate::proto::telemetry_service_server::TelemetryServiceServer;
-use crate::store::Store;
+use crate::store::{Checkpoint, Store};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -150,7 +150,14 @@ pub async fn run(
             server.serve_with_incoming_shutdown(incoming, signal).await
         }
     };
-    let flushed = hub.flush().await;
+    let mut flushed = hub.flush().await;
+    if flushed.is_ok() {
+        let store = store.clone();
+        flushed = tokio::task::spawn_blocking(move || store.checkpoint(Checkpoint::Truncate))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|done| done);
+    }
     tracing::info!("pending writes committed; stopped");
     served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;
     flushed

@@ -133,6 +133,13 @@ impl ManageConnection for Connector {
     }
 }
 
+/// How far `Store::checkpoint` goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Checkpoint {
+    Passive,
+    Truncate,
+}
+
 /// The connection pool and the way to run blocking queries from async code.
 #[derive(Clone)]
 pub struct Store {
@@ -196,16 +203,19 @@ impl Store {
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
     }
 
-    /// SQLite: copies committed pages from the write-ahead log into the database file, without
-    /// blocking the writer (the writer's thread runs it too, see `writer::checkpoints`).
-    /// Nothing to do on PostgreSQL.
-    pub fn checkpoint(&self) -> Result<()> {
+    /// SQLite: copies committed pages from the write-ahead log into the database file. Passive
+    /// runs beside the writer (see `writer::checkpoints`); truncate, at shutdown, copies all and
+    /// empties the log, so the database file alone holds everything. Nothing to do on
+    /// PostgreSQL.
+    pub fn checkpoint(&self, mode: Checkpoint) -> Result<()> {
         if !self.is_sqlite() {
             return Ok(());
         }
-        self.connection()?
-            .batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
-            .map_err(Error::from)
+        let sql = match mode {
+            Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+        };
+        self.connection()?.batch_execute(sql).map_err(Error::from)
     }
 
     /// A cheap round trip, for health checks.

@@ -6,7 +6,7 @@
 
 use super::rows::{JobProgress, JobRow, MachineRow, SnapshotRow};
 use super::schema::{backup_jobs, job_telemetry_snapshots, machines};
-use super::{Db, Store};
+use super::{Checkpoint, Db, Store};
 use crate::domain::job::JobState;
 use crate::domain::report::MachineFacts;
 use crate::domain::rollup::{encode_record, rollup, RollupInput};
@@ -17,7 +17,8 @@ use diesel::prelude::*;
 use diesel::query_dsl::methods::ExecuteDsl;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,16 +93,20 @@ impl Writer {
     pub fn start(store: Store, max_batch: usize) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let copied = Arc::new(AtomicBool::new(false));
+        let (running, stopped) = std::sync::mpsc::channel::<()>();
         if store.is_sqlite() {
-            let (store, copied) = (store.clone(), Arc::downgrade(&copied));
+            let (store, copied) = (store.clone(), copied.clone());
             std::thread::Builder::new()
                 .name("backwatch-checkpoint".into())
-                .spawn(move || checkpoints(store, copied))
+                .spawn(move || checkpoints(store, copied, stopped))
                 .expect("spawning the checkpoint thread");
         }
         std::thread::Builder::new()
             .name("backwatch-writer".into())
-            .spawn(move || run(store, rx, max_batch.max(1), copied))
+            .spawn(move || {
+                run(store, rx, max_batch.max(1), copied);
+                drop(running);
+            })
             .expect("spawning the writer thread");
         Writer { tx }
     }
@@ -136,18 +141,24 @@ impl Writer {
 /// (tens of milliseconds at 50,000 running jobs) and raises `copied`; the writer then copies
 /// the few pages committed meanwhile itself, between two commits, where no write races it: the
 /// copy completes and the next commit starts the log over from its beginning. (A checkpoint
-/// racing a busy writer never catches up, and the log grew by gigabytes in minutes.) Stops
-/// with the writer.
-fn checkpoints(store: Store, copied: Weak<AtomicBool>) {
-    loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let Some(copied) = copied.upgrade() else {
-            return;
-        };
-        match store.checkpoint() {
+/// racing a busy writer never catches up, and the log grew by gigabytes in minutes.) The
+/// copy runs at the lowest CPU priority: it can wait, reports cannot. Stops with the writer.
+fn checkpoints(store: Store, copied: Arc<AtomicBool>, stopped: std::sync::mpsc::Receiver<()>) {
+    lowest_cpu_priority();
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        match store.checkpoint(Checkpoint::Passive) {
             Ok(()) => copied.store(true, Ordering::Release),
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
+    }
+}
+
+/// Nice 19 for the calling thread (Linux; elsewhere nothing).
+fn lowest_cpu_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on this thread's own id, no memory involved.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
     }
 }
 
@@ -216,7 +227,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize, copied: 
         // After the answers, so no report waits for it.
         if copied.swap(false, Ordering::Acquire) {
             let started = Instant::now();
-            if let Err(e) = store.checkpoint() {
+            if let Err(e) = store.checkpoint(Checkpoint::Passive) {
                 tracing::warn!(error = %e, "checkpoint failed");
             }
             tracing::trace!(
