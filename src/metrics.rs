@@ -157,7 +157,7 @@ pub fn batch_committed<'a>(
 }
 
 /// Hook: a report (or a sweep) waited this long for its write to be committed: queue, gathering
-/// and commit, as the agent feels it on top of the network.
+/// (PostgreSQL) and commit, as the agent feels it on top of the network.
 pub fn write_waited(waited: std::time::Duration) {
     FIGURES
         .write_wait_micros
@@ -288,7 +288,7 @@ pub async fn render(hub: &Hub) -> String {
     f.write_wait_micros.render(
         &mut out,
         "backwatch_write_wait_seconds",
-        "Time a report that had to be stored waited for its commit (queue, gathering, commit).",
+        "Time a report that had to be stored waited for its commit (queue, gathering on PostgreSQL, commit).",
         1e-6,
     );
     counter(

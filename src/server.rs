@@ -15,6 +15,7 @@ use crate::proto::telemetry_service_server::TelemetryServiceServer;
 use crate::store::{Checkpoint, Store};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -57,17 +58,10 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));
-    let sweep_every =
-        (config.stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
-    let swept = hub.clone();
-    tokio::spawn(every(
-        sweep_every,
-        "stall sweep",
+    tokio::spawn(sweep_forever(
+        hub.clone(),
+        config.stall_timeout,
         stop_rx.clone(),
-        move || {
-            let hub = swept.clone();
-            async move { hub.sweep().await.map(drop) }
-        },
     ));
     if let Some(keep) = config.retention {
         tokio::spawn(crate::retention::run(store.clone(), keep, stop_rx.clone()));
@@ -253,24 +247,15 @@ async fn probe_health(
     }
 }
 
-/// Runs `task` every `period` until shutdown; a failure is logged and the task runs again at
-/// the next period.
-async fn every<F, Fut>(
-    period: Duration,
-    what: &'static str,
-    mut stop: watch::Receiver<bool>,
-    mut task: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
+async fn sweep_forever(hub: Arc<Hub>, stall_timeout: Duration, mut stop: watch::Receiver<bool>) {
+    let every = (stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = task().await {
-            tracing::warn!(error = %e, "{what} failed; will retry");
+        if let Err(e) = hub.sweep().await {
+            tracing::warn!(error = %e, "stall sweep failed; will retry");
         }
     }
 }

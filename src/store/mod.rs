@@ -107,8 +107,9 @@ impl ManageConnection for Connector {
                 // crashes (kill -9), which is the contract; the busy timeout absorbs checkpoints.
                 // The busy timeout comes first: switching to WAL itself may wait for a lock.
                 // No commit checkpoints by itself (that would put the whole copy in the way of
-                // the writer and of the reports waiting for it): see `writer::checkpoints`. A log cut back to 64 MiB after a checkpoint
-                // lets the disk go once a burst (thousands of jobs created at once) is copied.
+                // the writer and of the reports waiting for it): see `writer::checkpoints`. A
+                // log cut back to 64 MiB after a checkpoint lets the disk go once a burst
+                // (thousands of jobs created at once) is copied.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \

@@ -1,9 +1,9 @@
 //! The group-commit writer: one thread takes every pending job write, commits as many as are
 //! waiting in one transaction (writes arriving during a commit share the next one; on
 //! PostgreSQL at most one commit every 3 ms under load; per-write savepoints only after an
-//! error, so one bad write fails alone),
-//! and then answers each waiter. Snapshot inserts, job creation and the terminal rollup all go
-//! through it; a report is acknowledged only after its write is committed.
+//! error, so one bad write fails alone), and then answers each waiter. Snapshot inserts, job
+//! creation and the terminal rollup all go through it; a report is acknowledged only after its
+//! write is committed. On SQLite it also keeps the write-ahead log bounded (`checkpoints`).
 
 use super::rows::{JobProgress, JobRow, MachineRow, SnapshotRow};
 use super::schema::{backup_jobs, job_telemetry_snapshots, machines};

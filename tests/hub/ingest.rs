@@ -3,6 +3,8 @@
 
 use crate::common::*;
 use backwatch::proto::{self, GetHistoryRequest, JobStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
 
@@ -525,7 +527,7 @@ async fn the_sqlite_log_starts_over_while_writes_never_pause() {
             .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()))
     };
     let start = now_ms() - 23 * 3_600_000;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for i in 0..32 {
         let (mut c, stop) = (hub.client().await, stop.clone());
@@ -538,7 +540,7 @@ async fn the_sqlite_log_starts_over_while_writes_never_pause() {
             c.report_progress(opening).await.unwrap();
             // Agent clock 30 s apart: every report stores a snapshot.
             for k in 2.. {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let at = start + k as i64 * 30_000;
@@ -556,7 +558,7 @@ async fn the_sqlite_log_starts_over_while_writes_never_pause() {
         }
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
     }

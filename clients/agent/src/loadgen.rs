@@ -328,7 +328,7 @@ pub async fn paced(
 ) -> LoadReport {
     let started = Instant::now();
     let (measure_from, end) = (started + warmup, started + duration);
-    let names: Arc<[(String, String)]> = (0..jobs)
+    let names: Vec<(String, String)> = (0..jobs)
         .map(|i| (format!("{prefix}-{i}"), machine_of(prefix, i)))
         .collect();
     // A job still waiting for its last answer when its next report is due skips that tick,
@@ -354,22 +354,20 @@ pub async fn paced(
                 continue;
             }
             sequences[i] += 1;
-            let sequence = sequences[i];
-            let (names, busy, done) = (names.clone(), busy.clone(), done_tx.clone());
+            let (job_id, machine) = &names[i];
+            let request = match sequences[i] {
+                1 => first_report(prefix, i),
+                sequence => running_report(
+                    job_id,
+                    machine,
+                    sequence,
+                    SystemTime::now() - resume.clock_behind,
+                ),
+            };
+            let (busy, done) = (busy.clone(), done_tx.clone());
             let mut client = clients[i % clients.len()].clone();
-            let prefix = prefix.to_string();
             tokio::spawn(async move {
-                let (job_id, machine) = &names[i];
                 let sent = Instant::now();
-                let request = match sequence {
-                    1 => first_report(&prefix, i),
-                    _ => running_report(
-                        job_id,
-                        machine,
-                        sequence,
-                        SystemTime::now() - resume.clock_behind,
-                    ),
-                };
                 let result = client.report_progress(request).await.map(|_| ());
                 let answered = Instant::now();
                 busy[i].store(false, Ordering::Release);

@@ -10,8 +10,8 @@ use backwatch_agent::simulator::{self, fleet};
 use backwatch_agent::{bench, loadgen, noop, Reporter, ReporterConfig};
 use clap::{Args, Parser, Subcommand};
 
-/// mimalloc: allocation-heavy gRPC work (a few small buffers per call) costs less than with
-/// the system allocator; the no-op baseline server in `backwatch-agent` uses the same one.
+/// mimalloc, as in the hub: the no-op baseline server runs in this binary, so hub and no-op
+/// are compared on the same allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
