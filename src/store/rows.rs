@@ -82,12 +82,12 @@ pub struct JobRow {
     pub performance_metrics: Option<Vec<u8>>,
 }
 
-/// The columns a report updates while a job runs (the rollup adds the record).
+/// The columns a report updates while a job runs. Status and end time are not among them: a
+/// column in the SET list rewrites every index over it (or filtering on it), even when its
+/// value stays, and a running job's snapshot should rewrite its row and nothing else.
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = backup_jobs, treat_none_as_null = true)]
 pub struct JobProgress {
-    pub status: String,
-    pub ended_at_ms: Option<i64>,
     pub bytes_transferred: i64,
     pub total_bytes: i64,
     pub progress_percent: f64,
@@ -104,11 +104,17 @@ pub struct JobProgress {
     pub estimated_completion_at_ms: Option<i64>,
 }
 
+/// How a job ended: with its last progress, the update that closes its row.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = backup_jobs, treat_none_as_null = true)]
+pub struct JobEnd {
+    pub status: String,
+    pub ended_at_ms: Option<i64>,
+}
+
 impl JobProgress {
     pub fn of(job: &JobState) -> Self {
         JobProgress {
-            status: job.status.as_str().to_string(),
-            ended_at_ms: job.ended_at,
             bytes_transferred: job.bytes_transferred as i64,
             total_bytes: job.total_bytes as i64,
             progress_percent: job.progress_percent,
@@ -123,6 +129,15 @@ impl JobProgress {
             last_snapshot_at_ms: job.last_snapshot_at,
             recent_speed_bps: job.recent_speed_bps,
             estimated_completion_at_ms: job.estimated_completion,
+        }
+    }
+}
+
+impl JobEnd {
+    pub fn of(job: &JobState) -> Self {
+        JobEnd {
+            status: job.status.as_str().to_string(),
+            ended_at_ms: job.ended_at,
         }
     }
 }

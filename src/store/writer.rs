@@ -5,7 +5,7 @@
 //! creation and the terminal rollup all go through it; a report is acknowledged only after its
 //! write is committed. On SQLite it also keeps the write-ahead log bounded (`checkpoints`).
 
-use super::rows::{JobProgress, JobRow, MachineRow, SnapshotRow};
+use super::rows::{JobEnd, JobProgress, JobRow, MachineRow, SnapshotRow};
 use super::schema::{backup_jobs, job_telemetry_snapshots, machines};
 use super::{Checkpoint, Db, Store};
 use crate::domain::job::JobState;
@@ -417,17 +417,30 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
     }
 }
 
-/// Updates a running job's row if nobody else moved it on; false otherwise.
+/// Updates a running job's row if nobody else moved it on; false otherwise. A write that ends
+/// the job also sets its status and end time.
 fn update_running(conn: &mut Db, w: &JobWrite) -> QueryResult<bool> {
     let progress = JobProgress::of(&w.job);
-    let update = KeptUpdate::new(
-        &progress,
-        backup_jobs::job_id
-            .eq(&w.job.job_id)
-            .and(backup_jobs::status.eq(JobStatus::Running.as_str()))
-            .and(backup_jobs::last_sequence.eq(w.stored_sequence as i64)),
-    );
-    Ok(execute(conn, update)? == 1)
+    let updated = match w.kind {
+        WriteKind::End => {
+            let end = JobEnd::of(&w.job);
+            execute(conn, KeptUpdate::new((&progress, &end), still_as_read(w)))?
+        }
+        _ => execute(conn, KeptUpdate::new(&progress, still_as_read(w)))?,
+    };
+    Ok(updated == 1)
+}
+
+/// The job's row as this hub last read it: running, at the sequence the write started from.
+fn still_as_read(
+    w: &JobWrite,
+) -> impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>
+       + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+       + '_ {
+    backup_jobs::job_id
+        .eq(&w.job.job_id)
+        .and(backup_jobs::status.eq(JobStatus::Running.as_str()))
+        .and(backup_jobs::last_sequence.eq(w.stored_sequence as i64))
 }
 
 /// Why a conditional update found nothing: the job ended, or another hub moved it on.
@@ -580,4 +593,116 @@ fn upsert_machine(
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::report::Report;
+    use crate::domain::JobType;
+    use diesel::sql_types::Text;
+
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        opcode: String,
+        /// The cursor an instruction works on.
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        p1: i32,
+        /// For `OpenWrite`, the root page of the B-tree the cursor opens.
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        p2: i32,
+    }
+
+    #[derive(QueryableByName)]
+    struct Btree {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        rootpage: i32,
+    }
+
+    /// The tables and indexes `sql` inserts into or deletes from, as SQLite plans it.
+    fn written_btrees(conn: &mut diesel::SqliteConnection, sql: &str) -> Vec<String> {
+        let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN {sql}"))
+            .load(conn)
+            .unwrap();
+        let btrees: Vec<Btree> =
+            diesel::sql_query("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0")
+                .load(conn)
+                .unwrap();
+        let root_of = |cursor: i32| {
+            steps
+                .iter()
+                .find(|s| s.opcode == "OpenWrite" && s.p1 == cursor)
+                .map(|s| s.p2)
+        };
+        let mut written: Vec<String> = steps
+            .iter()
+            .filter(|s| ["Insert", "IdxInsert", "Delete", "IdxDelete"].contains(&&*s.opcode))
+            .filter_map(|s| root_of(s.p1))
+            .filter_map(|root| btrees.iter().find(|b| b.rootpage == root))
+            .map(|b| b.name.clone())
+            .collect();
+        written.sort();
+        written.dedup();
+        written
+    }
+
+    fn sql_of<Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>>(q: &Q) -> String {
+        let shown = diesel::debug_query::<diesel::sqlite::Sqlite, _>(q).to_string();
+        shown.split(" -- binds").next().unwrap().to_string()
+    }
+
+    /// A running job's snapshot rewrites its row and no index over the table: the partial index
+    /// of running jobs and the index by end time cover status and end time, which only the
+    /// write that ends the job sets (a column in the SET list rewrites every index over it).
+    #[test]
+    fn a_running_jobs_snapshot_rewrites_its_row_and_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &format!("sqlite://{}", dir.path().join("t.db").display()),
+            1,
+        )
+        .unwrap();
+        let mut pooled = store.connection().unwrap();
+        let Db::Sqlite(conn) = &mut *pooled else {
+            unreachable!("the store was opened on SQLite")
+        };
+        let (mut job, _) = JobState::start(&Report {
+            job_id: "job-1".into(),
+            sequence: 1,
+            sampled_at: 1_000,
+            received_at: 1_000,
+            status: JobStatus::Running,
+            phase: "transfer".into(),
+            bytes_transferred: 0,
+            total_bytes: 100,
+            progress_percent: 0.0,
+            transfer_speed_bps: 0,
+            error_message: String::new(),
+            machine: "vm-01".into(),
+            job_type: Some(JobType::Full),
+            machine_info: None,
+        })
+        .unwrap();
+        let write = JobWrite {
+            kind: WriteKind::Progress,
+            job: job.clone(),
+            points: Vec::new(),
+            stored_sequence: 1,
+        };
+        let progress = JobProgress::of(&job);
+        let running = sql_of(&KeptUpdate::new(&progress, still_as_read(&write)));
+        assert_eq!(written_btrees(conn, &running), ["backup_jobs"]);
+
+        job.status = JobStatus::Succeeded;
+        job.ended_at = Some(2_000);
+        let end = JobEnd::of(&job);
+        let ending = sql_of(&KeptUpdate::new((&progress, &end), still_as_read(&write)));
+        assert_eq!(
+            written_btrees(conn, &ending),
+            ["backup_jobs", "backup_jobs_by_end", "backup_jobs_running"]
+        );
+    }
 }
