@@ -104,7 +104,7 @@ pub struct JobProgress {
     pub estimated_completion_at_ms: Option<i64>,
 }
 
-/// How a job ended: with its last progress, the update that closes its row.
+/// The columns only the write that ends a job sets (with its last progress).
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = backup_jobs, treat_none_as_null = true)]
 pub struct JobEnd {
