@@ -390,6 +390,7 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                 points: &points,
             });
             let update = KeptUpdate::new(
+                kept::Record,
                 (
                     backup_jobs::performance_metrics.eq(encode_record(&record)),
                     backup_jobs::peak_speed_bps.eq(record.peak_speed_bps as i64),
@@ -408,6 +409,7 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
                 ),
             )?;
             let update = KeptUpdate::new(
+                kept::MachineSeenAtEnd,
                 machines::last_seen_at_ms.eq(now),
                 machines::name.eq(&job.machine),
             );
@@ -424,9 +426,13 @@ fn update_running(conn: &mut Db, w: &JobWrite) -> QueryResult<bool> {
     let updated = match w.kind {
         WriteKind::End => {
             let end = JobEnd::of(&w.job);
-            execute(conn, KeptUpdate::new((&progress, &end), still_as_read(w)))?
+            let update = KeptUpdate::new(kept::Ending, (&progress, &end), still_as_read(w));
+            execute(conn, update)?
         }
-        _ => execute(conn, KeptUpdate::new(&progress, still_as_read(w)))?,
+        _ => {
+            let update = KeptUpdate::new(kept::Running, &progress, still_as_read(w));
+            execute(conn, update)?
+        }
     };
     Ok(updated == 1)
 }
@@ -487,6 +493,7 @@ fn insert_rows(conn: &mut Db, rows: &[SnapshotRow]) -> QueryResult<()> {
 /// write per report.
 fn touch_machine(conn: &mut Db, machine: &str, at: Millis) -> QueryResult<()> {
     let update = KeptUpdate::new(
+        kept::MachineSeen,
         machines::last_seen_at_ms.eq(at),
         machines::name
             .eq(machine)
@@ -509,23 +516,26 @@ where
     }
 }
 
-/// `UPDATE table SET … WHERE …` that the connection keeps prepared. Diesel's own UPDATE is
-/// parsed and planned again on every call (its SET list may vary); the writer's updates have a
-/// fixed shape, and re-preparing them was a fifth of the writer's CPU. The table is the
-/// changeset's.
-struct KeptUpdate<F, S, W> {
+/// `UPDATE table SET … WHERE …` that the connection keeps prepared, under the name `Id` (one of
+/// `kept`). Diesel's own UPDATE is parsed and planned again on every call (its SET list may
+/// vary); the writer's updates have a fixed shape. Re-preparing them was a fifth of the
+/// writer's CPU, and building their SQL text to find them in the statement cache a tenth of a
+/// commit: a statement with a name is found by its type. The table is the changeset's.
+struct KeptUpdate<Id, F, S, W> {
+    id: std::marker::PhantomData<Id>,
     from: F,
     set: S,
     filter: W,
 }
 
-impl<F, S, W> KeptUpdate<F, S, W> {
-    fn new<T, C>(set: C, filter: W) -> Self
+impl<Id, F, S, W> KeptUpdate<Id, F, S, W> {
+    fn new<T, C>(_name: Id, set: C, filter: W) -> Self
     where
         T: Table<FromClause = F> + Default,
         C: AsChangeset<Target = T, Changeset = S>,
     {
         KeptUpdate {
+            id: std::marker::PhantomData,
             from: T::default().from_clause(),
             set: set.as_changeset(),
             filter,
@@ -533,7 +543,7 @@ impl<F, S, W> KeptUpdate<F, S, W> {
     }
 }
 
-impl<F, S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<F, S, W>
+impl<Id, F, S, W, DB> diesel::query_builder::QueryFragment<DB> for KeptUpdate<Id, F, S, W>
 where
     DB: diesel::backend::Backend,
     F: diesel::query_builder::QueryFragment<DB>,
@@ -553,13 +563,32 @@ where
     }
 }
 
-/// Cached by its SQL text (no static query id).
-impl<F, S, W> diesel::query_builder::QueryId for KeptUpdate<F, S, W> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+/// Cached under its name: the statement cache is searched by type, without building the SQL.
+impl<Id: 'static, F, S, W> diesel::query_builder::QueryId for KeptUpdate<Id, F, S, W> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<F, S, W, C> RunQueryDsl<C> for KeptUpdate<F, S, W> {}
+impl<Id, F, S, W, C> RunQueryDsl<C> for KeptUpdate<Id, F, S, W> {}
+
+/// The names of the writer's kept updates: one per statement, each used in one place, so that
+/// a name always stands for the same SQL text.
+mod kept {
+    /// A running job's progress (`update_running`).
+    pub struct Running;
+    /// The progress, status and end time of a job that ends (`update_running`).
+    pub struct Ending;
+    /// The performance record of a job that ended (the rollup).
+    pub struct Record;
+    /// A machine's "last seen" when one of its jobs ends.
+    pub struct MachineSeenAtEnd;
+    /// A machine's "last seen" with a stored snapshot, only ever forward (`touch_machine`).
+    pub struct MachineSeen;
+    /// A machine that reported again, with its facts (`upsert_machine`).
+    pub struct MachineFacts;
+    /// A machine that reported again, without facts (`upsert_machine`).
+    pub struct MachineSeenAgain;
+}
 
 fn upsert_machine(
     conn: &mut Db,
@@ -576,6 +605,7 @@ fn upsert_machine(
             Some(f) => execute(
                 conn,
                 KeptUpdate::new(
+                    kept::MachineFacts,
                     (
                         machines::last_seen_at_ms.eq(now),
                         machines::cpu_cores.eq(f.cpu_cores),
@@ -588,7 +618,11 @@ fn upsert_machine(
             )?,
             None => execute(
                 conn,
-                KeptUpdate::new(machines::last_seen_at_ms.eq(now), seen),
+                KeptUpdate::new(
+                    kept::MachineSeenAgain,
+                    machines::last_seen_at_ms.eq(now),
+                    seen,
+                ),
             )?,
         };
     }
@@ -693,13 +727,21 @@ mod tests {
             stored_sequence: 1,
         };
         let progress = JobProgress::of(&job);
-        let running = sql_of(&KeptUpdate::new(&progress, still_as_read(&write)));
+        let running = sql_of(&KeptUpdate::new(
+            kept::Running,
+            &progress,
+            still_as_read(&write),
+        ));
         assert_eq!(written_btrees(conn, &running), ["backup_jobs"]);
 
         job.status = JobStatus::Succeeded;
         job.ended_at = Some(2_000);
         let end = JobEnd::of(&job);
-        let ending = sql_of(&KeptUpdate::new((&progress, &end), still_as_read(&write)));
+        let ending = sql_of(&KeptUpdate::new(
+            kept::Ending,
+            (&progress, &end),
+            still_as_read(&write),
+        ));
         assert_eq!(
             written_btrees(conn, &ending),
             ["backup_jobs", "backup_jobs_by_end", "backup_jobs_running"]
