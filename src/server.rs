@@ -146,11 +146,7 @@ pub async fn run(
     };
     let mut flushed = hub.flush().await;
     if flushed.is_ok() {
-        let store = store.clone();
-        flushed = tokio::task::spawn_blocking(move || store.checkpoint(Checkpoint::Truncate))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))
-            .and_then(|done| done);
+        flushed = store.run(|c| Checkpoint::Truncate.run(c)).await;
     }
     tracing::info!("pending writes committed; stopped");
     served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;
@@ -247,6 +243,8 @@ async fn probe_health(
     }
 }
 
+/// Abandons stalled jobs every quarter of the stall timeout (between 250 ms and 30 s) until
+/// shutdown; a failed sweep is logged and tried again at the next one.
 async fn sweep_forever(hub: Arc<Hub>, stall_timeout: Duration, mut stop: watch::Receiver<bool>) {
     let every = (stall_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     loop {

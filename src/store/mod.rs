@@ -134,11 +134,27 @@ impl ManageConnection for Connector {
     }
 }
 
-/// How far `Store::checkpoint` goes.
+/// SQLite: copies committed pages from the write-ahead log into the database file. Passive
+/// runs beside the writer (see `writer::checkpoints`); truncate, at shutdown, copies all and
+/// empties the log, so the database file alone holds everything.
 #[derive(Debug, Clone, Copy)]
 pub enum Checkpoint {
     Passive,
     Truncate,
+}
+
+impl Checkpoint {
+    /// Runs the checkpoint on `conn`; nothing to do on PostgreSQL.
+    pub fn run(self, conn: &mut Db) -> Result<()> {
+        let Db::Sqlite(conn) = conn else {
+            return Ok(());
+        };
+        let sql = match self {
+            Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+        };
+        conn.batch_execute(sql).map_err(Error::from)
+    }
 }
 
 /// The connection pool and the way to run blocking queries from async code.
@@ -202,21 +218,6 @@ impl Store {
         })
         .await
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
-    }
-
-    /// SQLite: copies committed pages from the write-ahead log into the database file. Passive
-    /// runs beside the writer (see `writer::checkpoints`); truncate, at shutdown, copies all and
-    /// empties the log, so the database file alone holds everything. Nothing to do on
-    /// PostgreSQL.
-    pub fn checkpoint(&self, mode: Checkpoint) -> Result<()> {
-        if !self.is_sqlite() {
-            return Ok(());
-        }
-        let sql = match mode {
-            Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-            Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
-        };
-        self.connection()?.batch_execute(sql).map_err(Error::from)
     }
 
     /// A cheap round trip, for health checks.

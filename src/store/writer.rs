@@ -152,7 +152,10 @@ impl Writer {
 fn checkpoints(store: Store, copied: Arc<AtomicBool>, stopped: std::sync::mpsc::Receiver<()>) {
     lowest_cpu_priority();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        match store.checkpoint(Checkpoint::Passive) {
+        match store
+            .connection()
+            .and_then(|mut c| Checkpoint::Passive.run(&mut c))
+        {
             Ok(()) => copied.store(true, Ordering::Release),
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
@@ -242,7 +245,10 @@ fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize, copied: 
         // After the answers, so no report waits for it.
         if copied.swap(false, Ordering::Acquire) {
             let started = Instant::now();
-            if let Err(e) = store.checkpoint(Checkpoint::Passive) {
+            if let Err(e) = store
+                .connection()
+                .and_then(|mut c| Checkpoint::Passive.run(&mut c))
+            {
                 tracing::warn!(error = %e, "checkpoint failed");
             }
             tracing::trace!(
