@@ -146,7 +146,7 @@ pub async fn run(
     };
     let mut flushed = hub.flush().await;
     if flushed.is_ok() {
-        flushed = store.run(|c| Checkpoint::Truncate.run(c)).await;
+        flushed = store.run(|c| Checkpoint::Truncate.run(c).map(drop)).await;
     }
     tracing::info!("pending writes committed; stopped");
     served.map_err(|e| Error::Internal(format!("server failed: {e}")))?;

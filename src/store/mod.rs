@@ -143,17 +143,27 @@ pub enum Checkpoint {
     Truncate,
 }
 
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(QueryableByName)]
+struct CheckpointDone {
+    /// Pages in the log.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+}
+
 impl Checkpoint {
-    /// Runs the checkpoint on `conn`; nothing to do on PostgreSQL.
-    pub fn run(self, conn: &mut Db) -> Result<()> {
+    /// Runs the checkpoint on `conn` and returns the pages in the log (0 on PostgreSQL, where
+    /// there is nothing to do).
+    pub fn run(self, conn: &mut Db) -> Result<u64> {
         let Db::Sqlite(conn) = conn else {
-            return Ok(());
+            return Ok(0);
         };
         let sql = match self {
             Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
             Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         };
-        conn.batch_execute(sql).map_err(Error::from)
+        let done: CheckpointDone = diesel::sql_query(sql).get_result(conn)?;
+        Ok(u64::try_from(done.log).unwrap_or(0))
     }
 }
 
