@@ -154,7 +154,7 @@ impl Writer {
 /// the pages committed since itself, between two commits, where no write races it: the copy
 /// completes and the next commit starts the log over from its beginning. (A checkpoint racing
 /// a busy writer never catches up, and the log grew by gigabytes in minutes; with one pass the
-/// writer's step took 5-10 ms at 50,000 jobs, now mostly 0.3-2 ms.) The copy runs at the
+/// writer's step took 5-10 ms at 50,000 jobs, now 1.3 ms at the median.) The copy runs at the
 /// lowest CPU priority: it can wait, reports cannot. Stops with the writer.
 fn checkpoints(store: Store, copied: Arc<AtomicBool>, stopped: std::sync::mpsc::Receiver<()>) {
     lowest_cpu_priority();
