@@ -291,4 +291,39 @@ mod tests {
             "postgres://bw:***@db.local:5432/bw?connect_timeout=5"
         );
     }
+
+    /// Commits a machine row: one write transaction.
+    fn commit_machine(conn: &mut Db, name: &str) {
+        conn.batch_execute(&format!(
+            "INSERT INTO machines (name, first_seen_at_ms, last_seen_at_ms) VALUES ('{name}', 1, 1)"
+        ))
+        .unwrap()
+    }
+
+    /// The writer's checkpoint passes stop when the log stops growing between two of them, so
+    /// the figure a checkpoint returns must be the pages in the log: it grows with commits, a
+    /// passive copy leaves it as it is, and truncating empties it. (A commit after a complete
+    /// copy starts the log over; the passes allow for that.)
+    #[test]
+    fn a_checkpoint_returns_the_pages_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &format!("sqlite://{}", dir.path().join("t.db").display()),
+            1,
+        )
+        .unwrap();
+        let mut conn = store.connection().unwrap();
+        commit_machine(&mut conn, "vm-01");
+        commit_machine(&mut conn, "vm-02");
+        let two_commits = Checkpoint::Passive.run(&mut conn).unwrap();
+        assert_eq!(Checkpoint::Passive.run(&mut conn).unwrap(), two_commits);
+        assert_eq!(Checkpoint::Truncate.run(&mut conn).unwrap(), 0);
+        commit_machine(&mut conn, "vm-03");
+        let one_commit = Checkpoint::Passive.run(&mut conn).unwrap();
+        assert!(one_commit > 0, "a commit puts pages in the log");
+        assert!(
+            two_commits > one_commit,
+            "{two_commits} pages after two commits, {one_commit} after one"
+        );
+    }
 }
