@@ -228,8 +228,10 @@ impl JobRow {
     }
 }
 
+/// Every column is always given (no `DEFAULT`), so on SQLite a `Vec` of rows goes in one
+/// multi-row INSERT; with Diesel's default it ran one INSERT per row inside a savepoint.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = job_telemetry_snapshots)]
+#[diesel(table_name = job_telemetry_snapshots, treat_none_as_default_value = false)]
 pub struct SnapshotRow {
     pub job_id: String,
     pub sampled_at_ms: i64,

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Rollups per transaction; more wait for the next one.
 const MAX_ROLLUPS_PER_BATCH: usize = 8;
-/// Snapshot rows per multi-row insert (SQLite allows 32766 bound values; 7 per row).
+/// Snapshot rows per multi-row insert on PostgreSQL (at most 65535 bound values; 7 per row).
 const INSERT_CHUNK: usize = 1000;
 /// PostgreSQL: shortest time between the starts of two commits. There a commit waits for the
 /// server's log flush, so under load a short wait lets the next few writes share it. Not on
@@ -363,9 +363,7 @@ fn apply_all(
         };
         results.push(Ok(outcome));
     }
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        insert_rows(conn, chunk)?;
-    }
+    insert_rows(conn, &rows)?;
     for (machine, at) in seen {
         touch_machine(conn, machine, at)?;
     }
@@ -499,14 +497,23 @@ fn insert_points(conn: &mut Db, w: &JobWrite) -> QueryResult<()> {
     touch_machine(conn, &w.job.machine, w.job.last_received_at)
 }
 
+/// Inserts snapshot rows. SQLite: a kept single-row INSERT per row (a multi-row INSERT is
+/// prepared anew on every call, and Diesel's default for a list of rows ran each row in a
+/// savepoint of its own); PostgreSQL: multi-row inserts, one round trip per chunk.
 fn insert_rows(conn: &mut Db, rows: &[SnapshotRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
+    let insert = || diesel::insert_into(job_telemetry_snapshots::table);
+    match conn {
+        Db::Sqlite(c) => {
+            for row in rows {
+                insert().values(row).execute(c)?;
+            }
+        }
+        Db::Postgresql(c) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                insert().values(chunk).execute(c)?;
+            }
+        }
     }
-    execute(
-        conn,
-        diesel::insert_into(job_telemetry_snapshots::table).values(rows),
-    )?;
     Ok(())
 }
 
