@@ -42,6 +42,8 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 500;
 /// Times a report is judged again when other hubs keep moving its job on.
 const STALE_RETRIES: usize = 5;
+/// Silent jobs a sweep takes from a shared database at a time.
+const SWEEP_BATCH: i64 = 1000;
 /// Ended jobs in a machine's trend series.
 const TREND_JOBS: i64 = 30;
 
@@ -149,6 +151,7 @@ impl Hub {
                     live.committed(None);
                     return Ok(answer(false, status));
                 }
+                (Ok(WriteOutcome::SnapshotStored), Some(_)) => return Ok(answer(false, status)),
                 (Ok(WriteOutcome::RolledUp(record)), Some(live)) => {
                     live.committed(Some(record));
                     return Ok(answer(false, status));
@@ -169,7 +172,7 @@ impl Hub {
     /// GetHistory: the job and its record (stored, or computed so far while running).
     pub async fn history(&self, job_id: &str) -> Result<proto::GetHistoryResponse> {
         validate_job_id(job_id)?;
-        let live = self.live_copy(job_id).await;
+        let live = self.live_copy(job_id).await?;
         let (job, record) = match live {
             Some(LiveJob {
                 state,
@@ -452,10 +455,20 @@ impl Hub {
         self.live.evict_ended(KEEP_ENDED);
         let cutoff = now_millis() - self.settings.stall_timeout.as_millis() as Millis;
         let mut ids = self.live.silent_since(cutoff);
+        // On a shared database the rows carry every report's time and name the silent jobs,
+        // other hubs' too, a batch per sweep. On SQLite every job this hub has heard of since
+        // it started is in memory, judged above; a running job's row keeps its creation's
+        // time, so the rows name the jobs not heard of since a restart, which are read into
+        // memory (with a full stall timeout from then) and judged at a later sweep.
+        let shared = self.shared;
+        let listed = self
+            .store
+            .run(move |c| Ok(queries::stalled(c, cutoff, shared.then_some(SWEEP_BATCH))?))
+            .await?;
         ids.extend(
-            self.store
-                .run(move |c| Ok(queries::stalled(c, cutoff, 1000)?))
-                .await?,
+            listed
+                .into_iter()
+                .filter(|id| shared || !self.live.holds(id)),
         );
         ids.sort();
         ids.dedup();
@@ -513,27 +526,53 @@ impl Hub {
         self.settings.snapshot_interval.as_millis() as Millis
     }
 
+    /// The job as stored. On SQLite a running job's row keeps what its first report said, and
+    /// the job goes on from its newest snapshot (`LiveJob::resumed`).
     async fn load(&self, job_id: &str) -> Result<Option<LiveJob>> {
-        let id = job_id.to_string();
-        let row = self.store.run(move |c| Ok(queries::job(c, &id)?)).await?;
-        row.as_ref().map(LiveJob::from_row).transpose()
+        let (id, shared) = (job_id.to_string(), self.shared);
+        let (row, latest) = self
+            .store
+            .run(move |c| {
+                let row = queries::job(c, &id)?;
+                let latest = match &row {
+                    Some(r) if !shared && r.is_running() => queries::latest_snapshot(c, &id)?,
+                    _ => None,
+                };
+                Ok((row, latest))
+            })
+            .await?;
+        match row {
+            Some(row) if !shared && row.is_running() => {
+                LiveJob::resumed(&row, latest, now_millis()).map(Some)
+            }
+            row => row.as_ref().map(LiveJob::from_row).transpose(),
+        }
     }
 
-    /// This hub's in-memory copy of a job, fresher than its row. On a shared database the
-    /// row is written on every report, so reads take it from there: other hubs may be ahead.
-    async fn live_copy(&self, job_id: &str) -> Option<LiveJob> {
+    /// This hub's in-memory copy of a job (read from the database into memory if need be),
+    /// fresher than its row. On a shared database the row is written on every report, so
+    /// reads take it from there: other hubs may be ahead.
+    async fn live_copy(&self, job_id: &str) -> Result<Option<LiveJob>> {
         if self.shared {
-            return None;
+            return Ok(None);
         }
-        let slot: Slot = self.live.get(job_id)?;
-        let guard = slot.lock().await;
-        guard.clone()
+        let slot: Slot = self.live.slot(job_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = self.load(job_id).await?;
+        }
+        if guard.is_none() {
+            drop(guard);
+            self.live.forget_if_empty(job_id);
+            return Ok(None);
+        }
+        Ok(guard.clone())
     }
 
     /// The stored job, with this hub's fresher live state when it is running here.
     async fn fresh_job(&self, row: &JobRow) -> Result<proto::Job> {
-        if row.status.as_str() == JobStatus::Running.as_str() {
-            if let Some(live) = self.live_copy(&row.job_id).await {
+        if row.is_running() {
+            if let Some(live) = self.live_copy(&row.job_id).await? {
                 return Ok(live.state.to_proto());
             }
         }

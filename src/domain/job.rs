@@ -222,6 +222,31 @@ impl JobState {
         store
     }
 
+    /// Goes on from `latest`, the newest stored snapshot, when it is ahead of this state (a job
+    /// read back from a row that keeps what its first report said), and from `now` for the
+    /// stall timeout. The recent speed starts over from the snapshot's.
+    pub fn resume(&mut self, latest: Option<Point>, now: Millis) {
+        if let Some(p) = latest.filter(|p| p.sequence > self.last_sequence) {
+            self.last_sequence = p.sequence;
+            self.last_report_at = p.sampled_at;
+            self.last_snapshot_at = Some(p.sampled_at);
+            self.bytes_transferred = p.bytes_transferred;
+            self.transfer_speed_bps = p.speed_bps;
+            self.progress_percent = p.progress_percent;
+            if p.speed_bps > 0 {
+                self.recent_speed_bps = p.speed_bps as f64;
+                self.peak_speed_bps = self.peak_speed_bps.max(p.speed_bps);
+                self.min_speed_bps = Some(
+                    self.min_speed_bps
+                        .map_or(p.speed_bps, |m| m.min(p.speed_bps)),
+                );
+            }
+            self.phase = p.phase;
+            self.estimated_completion = self.eta();
+        }
+        self.last_received_at = self.last_received_at.max(now);
+    }
+
     /// Completion estimate from the recent speed; `None` until there is enough data.
     fn eta(&self) -> Option<Millis> {
         if self.total_bytes == 0 || self.recent_speed_bps < 1.0 {

@@ -4,6 +4,7 @@
 pub mod watch;
 
 use crate::domain::job::JobState;
+use crate::domain::{Millis, Point};
 use crate::error::Result;
 use crate::proto;
 use crate::store::rows::JobRow;
@@ -28,6 +29,19 @@ impl LiveJob {
     /// The job as stored, to continue it after a restart or from another hub's writes.
     pub fn from_row(row: &JobRow) -> Result<Self> {
         Ok(LiveJob::new(row.to_state()?, row.record()?))
+    }
+
+    /// A running job after a restart on SQLite, where its row keeps what its first report said
+    /// and its snapshots carry the progress (see `writer::progress_rewrites_row`): it goes on
+    /// from the newest snapshot. Its stall timeout starts again at `now`: while the hub was
+    /// down its agent may have kept trying.
+    pub fn resumed(row: &JobRow, latest: Option<Point>, now: Millis) -> Result<Self> {
+        let mut state = row.to_state()?;
+        state.resume(latest, now);
+        Ok(LiveJob {
+            stored_sequence: row.last_sequence as u64,
+            ..LiveJob::new(state, None)
+        })
     }
 
     /// The current state has been committed (with the record, when this write rolled it up).
@@ -104,6 +118,13 @@ impl LiveJobs {
                     .then(|| e.key().clone())
             })
             .collect()
+    }
+
+    /// Whether the job is held in memory.
+    pub fn holds(&self, job_id: &str) -> bool {
+        self.slots
+            .get(job_id)
+            .is_some_and(|s| s.try_lock().map(|g| g.is_some()).unwrap_or(true))
     }
 
     /// Running jobs held in memory.

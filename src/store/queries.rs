@@ -39,6 +39,20 @@ pub fn snapshots(conn: &mut Db, job_id: &str) -> QueryResult<Vec<Point>> {
     Ok(rows.into_iter().map(SnapshotRow::into_point).collect())
 }
 
+/// A job's newest stored snapshot (the last in time order).
+pub fn latest_snapshot(conn: &mut Db, job_id: &str) -> QueryResult<Option<Point>> {
+    let row: Option<SnapshotRow> = job_telemetry_snapshots::table
+        .filter(job_telemetry_snapshots::job_id.eq(job_id))
+        .order((
+            job_telemetry_snapshots::sampled_at_ms.desc(),
+            job_telemetry_snapshots::sequence.desc(),
+        ))
+        .select(SnapshotRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(SnapshotRow::into_point))
+}
+
 /// One machine.
 pub fn machine(conn: &mut Db, name: &str) -> QueryResult<Option<MachineRow>> {
     machines::table
@@ -138,12 +152,15 @@ pub fn recent_ended(conn: &mut Db, machine: &str, limit: i64) -> QueryResult<Vec
         .load(conn)
 }
 
-/// Running jobs whose last report reached a hub before `before` (hub clock).
-pub fn stalled(conn: &mut Db, before: Millis, limit: i64) -> QueryResult<Vec<String>> {
-    backup_jobs::table
+/// Running jobs whose row was last written for a report that reached a hub before `before`
+/// (hub clock), at most `limit`.
+pub fn stalled(conn: &mut Db, before: Millis, limit: Option<i64>) -> QueryResult<Vec<String>> {
+    let q = backup_jobs::table
         .filter(backup_jobs::status.eq(JobStatus::Running.as_str()))
         .filter(backup_jobs::last_received_at_ms.lt(before))
-        .select(backup_jobs::job_id)
-        .limit(limit)
-        .load(conn)
+        .select(backup_jobs::job_id);
+    match limit {
+        Some(n) => q.limit(n).load(conn),
+        None => q.load(conn),
+    }
 }

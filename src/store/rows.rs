@@ -208,6 +208,10 @@ impl JobRow {
         })
     }
 
+    pub fn is_running(&self) -> bool {
+        self.status == JobStatus::Running.as_str()
+    }
+
     /// The stored record, if the job has been rolled up.
     pub fn record(&self) -> Result<Option<proto::PerformanceRecord>> {
         self.performance_metrics

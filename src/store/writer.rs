@@ -68,7 +68,11 @@ pub enum WriteKind {
 /// What a committed write did.
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
+    /// Committed; the job row now holds the job as written.
     Stored,
+    /// A running job's snapshot committed, its row left as it was (SQLite: see
+    /// `progress_rewrites_row`).
+    SnapshotStored,
     /// The rollup ran; this is the record now on the job row.
     RolledUp(proto::PerformanceRecord),
     /// The job had already ended (another hub or the sweep got there first).
@@ -346,7 +350,7 @@ fn apply_all(
             continue;
         };
         let outcome = match w.kind {
-            WriteKind::Progress if update_running(conn, w)? => {
+            WriteKind::Progress if !progress_rewrites_row(conn) || update_running(conn, w)? => {
                 rows.extend(
                     w.points
                         .iter()
@@ -356,7 +360,7 @@ fn apply_all(
                     let at = seen.entry(&w.job.machine).or_default();
                     *at = (*at).max(w.job.last_received_at);
                 }
-                WriteOutcome::Stored
+                progress_outcome(conn)
             }
             WriteKind::Progress => moved_on(conn, &w.job.job_id)?,
             _ => apply(conn, w, now)?,
@@ -386,11 +390,11 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
             Ok(WriteOutcome::Stored)
         }
         WriteKind::Progress => {
-            if !update_running(conn, w)? {
+            if progress_rewrites_row(conn) && !update_running(conn, w)? {
                 return moved_on(conn, &job.job_id);
             }
             insert_points(conn, w)?;
-            Ok(WriteOutcome::Stored)
+            Ok(progress_outcome(conn))
         }
         WriteKind::End => {
             // The conditional update locks the row and makes the rollup happen exactly once.
@@ -435,6 +439,24 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
             execute(conn, update)?;
             Ok(WriteOutcome::RolledUp(record))
         }
+    }
+}
+
+/// Whether a running job's snapshot also rewrites the job's row. Where several hubs share the
+/// database (PostgreSQL) the row is how each sees the others' sequence numbers and progress.
+/// On SQLite one hub owns the database and keeps every running job in memory; the row keeps
+/// what the job's first report said until the job ends, and after a restart the job resumes
+/// from its newest snapshot (`LiveJob::resumed`). A stored report then writes one snapshot row
+/// instead of two rows: commit at 20,000 jobs 156-163 -> 111-128 us.
+fn progress_rewrites_row(conn: &Db) -> bool {
+    matches!(conn, Db::Postgresql(_))
+}
+
+fn progress_outcome(conn: &Db) -> WriteOutcome {
+    if progress_rewrites_row(conn) {
+        WriteOutcome::Stored
+    } else {
+        WriteOutcome::SnapshotStored
     }
 }
 
@@ -717,9 +739,12 @@ mod tests {
         shown.split(" -- binds").next().unwrap().to_string()
     }
 
-    /// A running job's snapshot rewrites its row and no index over the table: the partial index
-    /// of running jobs and the index by end time cover status and end time, which only the
-    /// write that ends the job sets (a column in the SET list rewrites every index over it).
+    /// Where a running job's snapshot rewrites its row (a shared database, see
+    /// `progress_rewrites_row`), it rewrites no index over the table: the partial index of
+    /// running jobs and the index by end time cover status and end time, which only the write
+    /// that ends the job sets (a column in the SET list rewrites every index over it; on
+    /// PostgreSQL it rules out a heap-only update). Read from SQLite's plan: the statements are
+    /// the same on both engines.
     #[test]
     fn a_running_jobs_snapshot_rewrites_its_row_and_no_index() {
         let dir = tempfile::tempdir().unwrap();

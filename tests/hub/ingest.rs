@@ -2,7 +2,7 @@
 //! stall sweep.
 
 use crate::common::*;
-use backwatch::proto::{self, GetHistoryRequest, JobStatus};
+use backwatch::proto::{self, GetHistoryRequest, JobStatus, ListJobsRequest};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -591,8 +591,39 @@ async fn a_clean_restart_keeps_running_jobs_going() {
     c.report_progress(running("j-restart", 2, t0 + 30_000, 3_000_000_000, 0))
         .await
         .unwrap();
+    c.report_progress(running("j-restart", 3, t0 + 33_000, 3_300_000_000, 0))
+        .await
+        .unwrap();
     hub.restart().await;
     let mut c = hub.client().await;
+    // Before its agent reports again, reads show the job as of its last stored snapshot (on a
+    // shared database, where every report is written, as of its last report).
+    let listed = c
+        .list_jobs(ListJobsRequest {
+            machine: "vm-01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let job = listed.jobs[0].job.clone().unwrap();
+    assert!(
+        job.bytes_transferred >= 3_000_000_000 && job.phase == "transfer",
+        "the listed job after the restart: {job:?}"
+    );
+    let job = c
+        .get_history(GetHistoryRequest {
+            job_id: "j-restart".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    assert!(
+        job.bytes_transferred >= 3_000_000_000,
+        "its history: {job:?}"
+    );
     let ack = c
         .report_progress(running("j-restart", 2, t0 + 30_000, 3_000_000_000, 0))
         .await
@@ -619,4 +650,45 @@ async fn a_clean_restart_keeps_running_jobs_going() {
         .unwrap();
     assert_eq!(rec.snapshot_count, 3);
     assert_eq!(rec.average_speed_bps, 100_000_000);
+}
+
+/// A job whose agent never comes back after a restart is abandoned a stall timeout after the
+/// restart (its agent may have been trying while the hub was down), from what was stored.
+#[tokio::test]
+async fn a_job_silent_across_a_restart_is_abandoned_after_the_stall_timeout() {
+    let mut hub = spawn_hub_with(|c| c.stall_timeout = Duration::from_secs(2)).await;
+    let mut c = hub.client().await;
+    let t0 = now_ms() - 600_000;
+    let mut r = first("j-gone", "vm-01");
+    r.sampled_at = Some(ts(t0));
+    c.report_progress(r).await.unwrap();
+    c.report_progress(running("j-gone", 2, t0 + 30_000, 3_000_000_000, 0))
+        .await
+        .unwrap();
+    hub.restart().await;
+    let restarted = std::time::Instant::now();
+    let c = hub.client().await;
+    let h = eventually(Duration::from_secs(20), || {
+        let mut c = c.clone();
+        async move {
+            let h = c
+                .get_history(GetHistoryRequest {
+                    job_id: "j-gone".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (h.job.as_ref()?.status == JobStatus::Abandoned as i32).then_some(h)
+        }
+    })
+    .await;
+    assert!(
+        restarted.elapsed() >= Duration::from_secs(2),
+        "abandoned {:?} after the restart, before its stall timeout",
+        restarted.elapsed()
+    );
+    let rec = h.performance.unwrap();
+    assert_eq!(rec.snapshot_count, 2, "both stored snapshots");
+    assert_eq!(rec.bytes_transferred, 3_000_000_000);
+    assert_eq!(rec.duration.unwrap().seconds, 30);
 }
