@@ -51,7 +51,7 @@ const TREND_JOBS: i64 = 30;
 pub struct Hub {
     store: Store,
     writer: Writer,
-    live: LiveJobs,
+    live: Arc<LiveJobs>,
     feeds: Feeds,
     settings: Settings,
     shutdown: watch::Receiver<bool>,
@@ -69,7 +69,7 @@ impl Hub {
         let writer = Writer::start(store.clone(), settings.write_batch);
         Arc::new(Hub {
             writer,
-            live: LiveJobs::default(),
+            live: Arc::default(),
             feeds: Feeds::default(),
             settings,
             shutdown,
@@ -460,16 +460,19 @@ impl Hub {
         // it started is in memory, judged above; a running job's row keeps its creation's
         // time, so the rows name the jobs not heard of since a restart, which are read into
         // memory (with a full stall timeout from then) and judged at a later sweep.
-        let shared = self.shared;
+        // (At 50,000 running jobs that is 50,000 ids each sweep: filtered on the blocking pool.)
+        let (shared, live) = (self.shared, self.live.clone());
         let listed = self
             .store
-            .run(move |c| Ok(queries::stalled(c, cutoff, shared.then_some(SWEEP_BATCH))?))
+            .run(move |c| {
+                let ids = queries::stalled(c, cutoff, shared.then_some(SWEEP_BATCH))?;
+                Ok(ids
+                    .into_iter()
+                    .filter(|id| shared || !live.holds(id))
+                    .collect::<Vec<_>>())
+            })
             .await?;
-        ids.extend(
-            listed
-                .into_iter()
-                .filter(|id| shared || !self.live.holds(id)),
-        );
+        ids.extend(listed);
         ids.sort();
         ids.dedup();
         let mut abandoned = Vec::new();
