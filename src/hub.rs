@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::live::watch::Feeds;
 use crate::live::{LiveJob, LiveJobs, Slot};
 use crate::proto;
-use crate::store::rows::JobRow;
+use crate::store::rows::{JobRow, MachineRow};
 use crate::store::writer::{JobWrite, WriteKind, WriteOutcome, Writer};
 use crate::store::{queries, Store};
 use base64::Engine;
@@ -58,6 +58,10 @@ pub struct Hub {
     /// PostgreSQL, possibly shared with other hubs: every report is written and watchers
     /// read progress from the database.
     shared: bool,
+    /// SQLite: hub clock of each machine's newest stored snapshot. There a machine's row is
+    /// written when one of its jobs starts or ends, not with every snapshot (one row less per
+    /// commit); reads show the later of the two.
+    machines_seen: dashmap::DashMap<String, Millis>,
 }
 
 /// A stream of watch updates.
@@ -74,6 +78,7 @@ impl Hub {
             settings,
             shutdown,
             shared: !store.is_sqlite(),
+            machines_seen: dashmap::DashMap::new(),
             store,
         })
     }
@@ -151,7 +156,10 @@ impl Hub {
                     live.committed(None);
                     return Ok(answer(false, status));
                 }
-                (Ok(WriteOutcome::SnapshotStored), Some(_)) => return Ok(answer(false, status)),
+                (Ok(WriteOutcome::SnapshotStored), Some(live)) => {
+                    self.machine_seen(&live.state.machine, live.state.last_received_at);
+                    return Ok(answer(false, status));
+                }
                 (Ok(WriteOutcome::RolledUp(record)), Some(live)) => {
                     live.committed(Some(record));
                     return Ok(answer(false, status));
@@ -325,7 +333,7 @@ impl Hub {
             };
             let (total, rate) = success_rate(&counts);
             machines.push(proto::MachineOverview {
-                machine: Some(m.to_proto()),
+                machine: Some(self.machine_proto(&m)),
                 last_job,
                 success_rate: rate,
                 total_jobs: total as u32,
@@ -434,7 +442,7 @@ impl Hub {
             })
             .collect();
         Ok(proto::GetMachineSummaryResponse {
-            machine: Some(row.to_proto()),
+            machine: Some(self.machine_proto(&row)),
             total_jobs: total as u32,
             running_jobs: count(JobStatus::Running),
             succeeded_jobs: count(JobStatus::Succeeded),
@@ -570,6 +578,27 @@ impl Hub {
             return Ok(None);
         }
         Ok(guard.clone())
+    }
+
+    /// A stored snapshot of one of the machine's jobs reached the hub at `at` (SQLite).
+    fn machine_seen(&self, machine: &str, at: Millis) {
+        match self.machines_seen.get_mut(machine) {
+            Some(mut seen) => *seen = (*seen).max(at),
+            None => {
+                self.machines_seen.insert(machine.to_string(), at);
+            }
+        }
+    }
+
+    /// The stored machine, seen as late as this hub last stored a snapshot of its jobs.
+    fn machine_proto(&self, row: &MachineRow) -> proto::Machine {
+        let mut m = row.to_proto();
+        if let Some(at) = self.machines_seen.get(&row.name) {
+            if *at > row.last_seen_at_ms {
+                m.last_seen_at = Some(timestamp(*at));
+            }
+        }
+        m
     }
 
     /// The stored job, with this hub's fresher live state when it is running here.

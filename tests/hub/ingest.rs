@@ -2,7 +2,10 @@
 //! stall sweep.
 
 use crate::common::*;
-use backwatch::proto::{self, GetHistoryRequest, JobStatus, ListJobsRequest};
+use backwatch::proto::{
+    self, GetHistoryRequest, GetMachineSummaryRequest, JobStatus, ListJobsRequest,
+    ListMachinesRequest,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -691,4 +694,52 @@ async fn a_job_silent_across_a_restart_is_abandoned_after_the_stall_timeout() {
     assert_eq!(rec.snapshot_count, 2, "both stored snapshots");
     assert_eq!(rec.bytes_transferred, 3_000_000_000);
     assert_eq!(rec.duration.unwrap().seconds, 30);
+}
+
+/// A machine's "last seen" moves with each stored snapshot of its running job, not only when
+/// one of its jobs starts or ends.
+#[tokio::test]
+async fn a_machines_last_seen_follows_its_running_jobs_snapshots() {
+    let hub = spawn_hub().await;
+    let mut c = hub.client().await;
+    let t0 = now_ms() - 600_000;
+    let mut r = first("j-seen", "vm-seen");
+    r.sampled_at = Some(ts(t0));
+    c.report_progress(r).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = now_ms();
+    c.report_progress(running("j-seen", 2, t0 + 30_000, 3_000_000_000, 0))
+        .await
+        .unwrap();
+    let millis = |m: proto::Machine| {
+        let t = m.last_seen_at.unwrap();
+        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    };
+    let summary = c
+        .get_machine_summary(GetMachineSummaryRequest {
+            machine: "vm-seen".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = millis(summary.machine.unwrap());
+    assert!(
+        seen >= before,
+        "summary: last seen {seen}, snapshot stored after {before}"
+    );
+    let listed = c
+        .list_machines(ListMachinesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let m = listed
+        .machines
+        .into_iter()
+        .find_map(|o| o.machine.filter(|m| m.name == "vm-seen"))
+        .unwrap();
+    let seen = millis(m);
+    assert!(
+        seen >= before,
+        "list: last seen {seen}, snapshot stored after {before}"
+    );
 }
