@@ -120,7 +120,7 @@ impl LiveJobs {
             .collect()
     }
 
-    /// Whether the job is held in memory.
+    /// Whether the job is held in memory (a slot locked by a report or a read counts).
     pub fn holds(&self, job_id: &str) -> bool {
         self.slots
             .get(job_id)

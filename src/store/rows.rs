@@ -232,8 +232,8 @@ impl JobRow {
     }
 }
 
-/// Every column is always given (no `DEFAULT`), so on SQLite a `Vec` of rows goes in one
-/// multi-row INSERT; with Diesel's default it ran one INSERT per row inside a savepoint.
+/// Every column is always given (no `DEFAULT`): a row's INSERT is one fixed statement, kept
+/// prepared on SQLite (`writer::insert_rows`).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = job_telemetry_snapshots, treat_none_as_default_value = false)]
 pub struct SnapshotRow {

@@ -68,7 +68,7 @@ pub enum WriteKind {
 /// What a committed write did.
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
-    /// Committed; the job row now holds the job as written.
+    /// Committed; a job write's row now holds the job as written.
     Stored,
     /// A running job's snapshot committed, its row left as it was (SQLite: see
     /// `progress_rewrites_row`).
