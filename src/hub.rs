@@ -560,9 +560,10 @@ impl Hub {
         }
     }
 
-    /// This hub's in-memory copy of a job (read from the database into memory if need be),
-    /// fresher than its row. On a shared database the row is written on every report, so
-    /// reads take it from there: other hubs may be ahead.
+    /// This hub's in-memory copy of a job, fresher than its row; a running job not in memory
+    /// is read into it (an ended one is only read: reads of old jobs must not fill memory).
+    /// On a shared database the row is written on every report, so reads take it from there:
+    /// other hubs may be ahead.
     async fn live_copy(&self, job_id: &str) -> Result<Option<LiveJob>> {
         if self.shared {
             return Ok(None);
@@ -570,12 +571,14 @@ impl Hub {
         let slot: Slot = self.live.slot(job_id);
         let mut guard = slot.lock().await;
         if guard.is_none() {
-            *guard = self.load(job_id).await?;
-        }
-        if guard.is_none() {
-            drop(guard);
-            self.live.forget_if_empty(job_id);
-            return Ok(None);
+            match self.load(job_id).await? {
+                Some(job) if !job.state.status.is_terminal() => *guard = Some(job),
+                other => {
+                    drop(guard);
+                    self.live.forget_if_empty(job_id);
+                    return Ok(other);
+                }
+            }
         }
         Ok(guard.clone())
     }
