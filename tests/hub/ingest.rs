@@ -667,9 +667,20 @@ async fn a_job_silent_across_a_restart_is_abandoned_after_the_stall_timeout() {
     let mut r = first("j-gone", "vm-01");
     r.sampled_at = Some(ts(t0));
     c.report_progress(r).await.unwrap();
-    c.report_progress(running("j-gone", 2, t0 + 30_000, 3_000_000_000, 0))
-        .await
-        .unwrap();
+    // Reports for longer than the stall timeout, each stored (a new phase), so the job's row
+    // on SQLite is older than a stall timeout when the hub restarts.
+    for seq in 2..=7u64 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut r = running(
+            "j-gone",
+            seq,
+            t0 + 30_000 * seq as i64,
+            seq * 1_000_000_000,
+            0,
+        );
+        r.phase = format!("phase-{seq}");
+        c.report_progress(r).await.unwrap();
+    }
     let last_report = std::time::Instant::now();
     hub.restart().await;
     let since = if hub.config.database_url.starts_with("sqlite://") {
@@ -698,9 +709,9 @@ async fn a_job_silent_across_a_restart_is_abandoned_after_the_stall_timeout() {
         since.elapsed()
     );
     let rec = h.performance.unwrap();
-    assert_eq!(rec.snapshot_count, 2, "both stored snapshots");
-    assert_eq!(rec.bytes_transferred, 3_000_000_000);
-    assert_eq!(rec.duration.unwrap().seconds, 30);
+    assert_eq!(rec.snapshot_count, 7, "every stored snapshot");
+    assert_eq!(rec.bytes_transferred, 7_000_000_000);
+    assert_eq!(rec.duration.unwrap().seconds, 210);
 }
 
 /// A machine's "last seen" moves with each stored snapshot of its running job, not only when
