@@ -356,7 +356,7 @@ fn apply_all(
                         .iter()
                         .map(|pt| SnapshotRow::new(&w.job.job_id, pt)),
                 );
-                if !w.points.is_empty() {
+                if !w.points.is_empty() && progress_rewrites_row(conn) {
                     let at = seen.entry(&w.job.machine).or_default();
                     *at = (*at).max(w.job.last_received_at);
                 }
@@ -368,10 +368,8 @@ fn apply_all(
         results.push(Ok(outcome));
     }
     insert_rows(conn, &rows)?;
-    if progress_rewrites_row(conn) {
-        for (machine, at) in seen {
-            touch_machine(conn, machine, at)?;
-        }
+    for (machine, at) in seen {
+        touch_machine(conn, machine, at)?;
     }
     Ok(results)
 }
