@@ -292,6 +292,13 @@ mod tests {
         );
     }
 
+    /// A store on a fresh SQLite file (one connection), deleted with the directory.
+    pub(crate) fn temporary_sqlite() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (dir, Store::open(&url, 1).unwrap())
+    }
+
     /// Commits a machine row: one write transaction.
     fn commit_machine(conn: &mut Db, name: &str) {
         conn.batch_execute(&format!(
@@ -306,12 +313,7 @@ mod tests {
     /// copy starts the log over; the passes allow for that.)
     #[test]
     fn a_checkpoint_returns_the_pages_in_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &format!("sqlite://{}", dir.path().join("t.db").display()),
-            1,
-        )
-        .unwrap();
+        let (_dir, store) = temporary_sqlite();
         let mut conn = store.connection().unwrap();
         commit_machine(&mut conn, "vm-01");
         commit_machine(&mut conn, "vm-02");

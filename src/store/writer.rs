@@ -752,12 +752,7 @@ mod tests {
     /// the same on both engines.
     #[test]
     fn a_running_jobs_snapshot_rewrites_its_row_and_no_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &format!("sqlite://{}", dir.path().join("t.db").display()),
-            1,
-        )
-        .unwrap();
+        let (_dir, store) = crate::store::tests::temporary_sqlite();
         let mut pooled = store.connection().unwrap();
         let Db::Sqlite(conn) = &mut *pooled else {
             unreachable!("the store was opened on SQLite")

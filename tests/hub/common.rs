@@ -371,3 +371,24 @@ pub fn frames(mut body: &[u8]) -> Vec<(bool, Vec<u8>)> {
     }
     out
 }
+
+/// Waits (at most `limit`) until the job is abandoned; returns its history then.
+pub async fn once_abandoned(
+    c: &Client,
+    job_id: &str,
+    limit: Duration,
+) -> proto::GetHistoryResponse {
+    eventually(limit, || {
+        let mut c = c.clone();
+        let job_id = job_id.to_string();
+        async move {
+            let h = c
+                .get_history(proto::GetHistoryRequest { job_id })
+                .await
+                .ok()?
+                .into_inner();
+            (h.job.as_ref()?.status == JobStatus::Abandoned as i32).then_some(h)
+        }
+    })
+    .await
+}

@@ -463,20 +463,7 @@ async fn silent_jobs_are_abandoned_and_rolled_up_from_what_was_stored() {
     c.report_progress(running("j-silent", 3, t0 + 33_000, 3_300_000_000, 0))
         .await
         .unwrap();
-    let h = eventually(Duration::from_secs(20), || {
-        let mut c = c.clone();
-        async move {
-            let h = c
-                .get_history(GetHistoryRequest {
-                    job_id: "j-silent".into(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (h.job.as_ref()?.status == JobStatus::Abandoned as i32).then_some(h)
-        }
-    })
-    .await;
+    let h = once_abandoned(&c, "j-silent", Duration::from_secs(20)).await;
     let rec = h.performance.unwrap();
     assert_eq!(
         rec.snapshot_count, 3,
@@ -689,20 +676,7 @@ async fn a_job_silent_across_a_restart_is_abandoned_after_the_stall_timeout() {
         last_report
     };
     let c = hub.client().await;
-    let h = eventually(Duration::from_secs(20), || {
-        let mut c = c.clone();
-        async move {
-            let h = c
-                .get_history(GetHistoryRequest {
-                    job_id: "j-gone".into(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (h.job.as_ref()?.status == JobStatus::Abandoned as i32).then_some(h)
-        }
-    })
-    .await;
+    let h = once_abandoned(&c, "j-gone", Duration::from_secs(20)).await;
     assert!(
         since.elapsed() >= Duration::from_secs(2),
         "abandoned {:?} after the restart (SQLite) or its last report, before its stall timeout",

@@ -232,18 +232,7 @@ async fn the_stall_sweep_on_two_hubs_abandons_each_job_once() {
     let mut c = a.client().await;
     for j in 0..10 {
         let id = format!("x-stall-{j}");
-        let h = eventually(Duration::from_secs(30), || {
-            let (mut c, id) = (c.clone(), id.clone());
-            async move {
-                let h = c
-                    .get_history(GetHistoryRequest { job_id: id })
-                    .await
-                    .ok()?
-                    .into_inner();
-                (h.job.as_ref()?.status == JobStatus::Abandoned as i32).then_some(h)
-            }
-        })
-        .await;
+        let h = once_abandoned(&c, &id, Duration::from_secs(30)).await;
         assert_eq!(
             h.performance.unwrap().snapshot_count,
             2,
