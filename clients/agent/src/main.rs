@@ -126,6 +126,9 @@ enum Command {
         /// on that server with `psql` and dropped at the end.
         #[arg(long)]
         database_url: Option<String>,
+        /// Run only these phases (comma-separated); the table then has only their rows.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<bench::Phase>,
     },
 }
 
@@ -319,6 +322,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             streams_per_connection,
             keep,
             database_url,
+            only,
         } => {
             let result = bench::run(bench::BenchOptions {
                 hub_bin,
@@ -327,6 +331,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 streams_per_connection,
                 keep,
                 database_url,
+                only,
             })
             .await;
             if let Err(e) = result {

@@ -40,6 +40,31 @@ pub struct BenchOptions {
     /// `postgres://…` to run on a fresh PostgreSQL database `backwatch_bench_<pid>` created on
     /// that server (dropped at the end); `None` for a fresh SQLite file in the temp directory.
     pub database_url: Option<String>,
+    /// The phases to run; empty: all of them.
+    pub only: Vec<Phase>,
+}
+
+/// A phase of the benchmark, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// (1) saturated throughput.
+    Saturated,
+    /// (2) the paced fleets.
+    Paced,
+    /// (3) WatchJob streams.
+    Watch,
+    /// (4a) rollup of 24-hour jobs.
+    Rollup,
+    /// (4b) a storm of jobs ending at once.
+    Storm,
+    /// (5) bytes stored per finished job.
+    Storage,
+}
+
+impl BenchOptions {
+    fn runs(&self, phase: Phase) -> bool {
+        self.only.is_empty() || self.only.contains(&phase)
+    }
 }
 
 /// Why the benchmark could not run.
@@ -177,53 +202,100 @@ async fn run_on(
         clients(&hub.url, options.connections)?,
         clients(&noop_url, options.connections)?,
     );
-    println!(
-        "\n[1] saturated ReportProgress, {} in flight over {} connections, hub and no-op alternating",
-        scale.concurrency, options.connections
-    );
-    let (h, n) = saturated_alternating(&hubs, &noops, &scale, stamp).await;
+    if options.runs(Phase::Saturated) {
+        println!(
+            "\n[1] saturated ReportProgress, {} in flight over {} connections, hub and no-op alternating",
+            scale.concurrency, options.connections
+        );
+        rows.push(saturated_phase(&hubs, &noops, &scale, stamp, &mut broken).await);
+    }
+
+    // 2. Paced fleets.
+    if options.runs(Phase::Paced) {
+        for &jobs in &scale.fleets {
+            rows.extend(paced_phase(&hubs, &noops, &scale, jobs, stamp, &mut broken).await);
+        }
+    }
+
+    // 3. Watchers.
+    if options.runs(Phase::Watch) {
+        rows.extend(watch_phase(&hub, options, &scale, stamp, &mut broken).await?);
+        settle(&hubs, &format!("watch-{stamp}")).await;
+    }
+
+    // 4. Rollup and storm.
+    if options.runs(Phase::Rollup) {
+        rows.extend(rollup_phase(&hubs, &scale, stamp, &mut broken).await);
+    }
+    if options.runs(Phase::Storm) {
+        rows.extend(storm_phase(&hubs, &noops, &scale, stamp, &mut broken).await);
+    }
+
+    // 5. Storage.
+    hub.stop().await;
+    if options.runs(Phase::Storage) {
+        rows.extend(storage_phase(options, hub_bin, db, dir, &scale, stamp, &mut broken).await?);
+    }
+
+    print_table(db.engine(), &rows);
+    if options.runs(Phase::Storage) {
+        println!("\n{}", db.size_note());
+    }
+    println!("\nbenchmark took {:.0} s", began.elapsed().as_secs_f64());
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(BenchError::Phases(broken))
+    }
+}
+
+/// Saturated throughput, hub against no-op.
+async fn saturated_phase(
+    hubs: &[HubClient],
+    noops: &[HubClient],
+    scale: &Scale,
+    stamp: u128,
+    broken: &mut Vec<String>,
+) -> Row {
+    let (h, n) = saturated_alternating(hubs, noops, scale, stamp).await;
     println!("    hub   {}", h.summary());
     println!("    no-op {}", n.summary());
     check(
-        &mut broken,
+        broken,
         "saturated: no hub report answered",
         h.samples.is_empty(),
     );
     check(
-        &mut broken,
+        broken,
         "saturated: no no-op report answered",
         n.samples.is_empty(),
     );
     let ratio = h.throughput() / n.throughput().max(1e-9);
-    rows.push(Row {
+    Row {
         metric: "saturated throughput".into(),
         hub: format!("{:.0}/s", h.throughput()),
         noop: format!("{:.0}/s", n.throughput()),
         result: format!("ratio {ratio:.2} {}", verdict(ratio >= 0.9)),
         target: ">= 0.90",
-    });
-
-    // 2. Paced fleets.
-    for &jobs in &scale.fleets {
-        rows.extend(paced_phase(&hubs, &noops, &scale, jobs, stamp, &mut broken).await);
     }
+}
 
-    // 3. Watchers.
-    rows.extend(watch_phase(&hub, options, &scale, stamp, &mut broken).await?);
-
-    // 4. Rollup and storm.
-    settle(&hubs, &format!("watch-{stamp}")).await;
-    rows.extend(rollup_phase(&hubs, &scale, stamp, &mut broken).await);
-    rows.extend(storm_phase(&hubs, &noops, &scale, stamp, &mut broken).await);
-
-    // 5. Storage.
-    hub.stop().await;
+/// Finished jobs written to a restarted hub; bytes per job and growth, read after it stops.
+async fn storage_phase(
+    options: &BenchOptions,
+    hub_bin: &std::path::Path,
+    db: &BenchDatabase,
+    dir: &std::path::Path,
+    scale: &Scale,
+    stamp: u128,
+    broken: &mut Vec<String>,
+) -> Result<Vec<Row>, BenchError> {
     let before = db.size().await?;
     let mut hub = HubProcess::start(hub_bin, &db.hub_url(), &dir.join("hub2.log")).await?;
     let (written, failed) =
-        store_jobs(&clients(&hub.url, options.connections)?, &scale, stamp).await;
+        store_jobs(&clients(&hub.url, options.connections)?, scale, stamp).await;
     let total = scale.stored_jobs as u64 * (scale.stored_points + 1);
-    check(&mut broken, "storage: every report failed", failed >= total);
+    check(broken, "storage: every report failed", failed >= total);
     let row_bytes = db.finished_row_bytes(&format!("stored-{stamp}-")).await?;
     hub.stop().await;
     let after = db.size().await?;
@@ -241,29 +313,22 @@ async fn run_on(
         }
         None => after.used.saturating_sub(before.used) as f64 / scale.stored_jobs as f64,
     };
-    rows.push(Row {
-        metric: "stored per finished job".into(),
-        hub: format!("{:.0} B", per_job),
-        noop: String::new(),
-        result: verdict(per_job <= 6000.0).into(),
-        target: "<= 6 KB",
-    });
-    rows.push(Row {
-        metric: "database growth per 1,000 jobs".into(),
-        hub: format!("{:.2} MB", growth / 1e6),
-        noop: String::new(),
-        result: String::new(),
-        target: "",
-    });
-
-    print_table(db.engine(), &rows);
-    println!("\n{}", db.size_note());
-    println!("\nbenchmark took {:.0} s", began.elapsed().as_secs_f64());
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(BenchError::Phases(broken))
-    }
+    Ok(vec![
+        Row {
+            metric: "stored per finished job".into(),
+            hub: format!("{:.0} B", per_job),
+            noop: String::new(),
+            result: verdict(per_job <= 6000.0).into(),
+            target: "<= 6 KB",
+        },
+        Row {
+            metric: "database growth per 1,000 jobs".into(),
+            hub: format!("{:.2} MB", growth / 1e6),
+            noop: String::new(),
+            result: String::new(),
+            target: "",
+        },
+    ])
 }
 
 /// Records a phase that could not run (every call failed); a missed target is never one.
