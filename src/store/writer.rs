@@ -4,6 +4,8 @@
 //! error, so one bad write fails alone), and then answers each waiter. Snapshot inserts, job
 //! creation and the terminal rollup all go through it; a report is acknowledged only after its
 //! write is committed. On SQLite it also keeps the write-ahead log bounded (`checkpoints`).
+//! The thread asks the scheduler for a short time slice, to run soon after it is woken
+//! (`wake_promptly`).
 
 use super::rows::{JobEnd, JobProgress, JobRow, MachineRow, SnapshotRow};
 use super::schema::{backup_jobs, job_telemetry_snapshots, machines};
@@ -190,7 +192,46 @@ fn lowest_cpu_priority() {
     }
 }
 
+/// Asks the scheduler to run the calling thread soon after it wakes (Linux 6.12 and later:
+/// a short time slice, 0.1 ms, for this thread at its current nice value; elsewhere, or where
+/// refused, nothing). The writer sleeps between commits and works ~50 us per wake; a waking
+/// thread with the default slice may wait until the one it interrupts has used its own, and
+/// every stored report waits for the writer to wake. Measured at 50,000 jobs, 5 same-run
+/// pairs: average wait for a commit 267-338 -> 180-235 us, waits under 0.5 ms 82-90 % -> 92-96 %,
+/// report p99 lower in 4 of the 5.
+fn wake_promptly() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: getpriority and sched_setattr on this thread's own id; `attr` is a valid,
+    // fully initialised struct whose size field is its size, and outlives the call.
+    unsafe {
+        let tid = libc::gettid();
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let mut attr: libc::sched_attr = std::mem::zeroed();
+        attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
+        attr.sched_policy = libc::SCHED_OTHER as u32;
+        attr.sched_nice = nice;
+        attr.sched_runtime = 100_000;
+        if libc::syscall(
+            libc::SYS_sched_setattr,
+            tid,
+            &attr as *const libc::sched_attr,
+            0,
+        ) != 0
+        {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "writer keeps the default time slice"
+            );
+        }
+    }
+}
+
 fn run(store: Store, mut rx: mpsc::Receiver<Pending>, max_batch: usize, copied: Arc<AtomicBool>) {
+    wake_promptly();
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
     // of jobs ending at once never holds up the snapshots of running jobs.
@@ -742,6 +783,28 @@ mod tests {
     fn sql_of<Q: diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>>(q: &Q) -> String {
         let shown = diesel::debug_query::<diesel::sqlite::Sqlite, _>(q).to_string();
         shown.split(" -- binds").next().unwrap().to_string()
+    }
+
+    /// The writer asks for a short time slice, so that it runs soon after a report wakes it.
+    /// Read back from the kernel's own account of the thread (Linux 6.12 and later show
+    /// `se.slice`; an older kernel has no such setting to check).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_thread_asks_for_a_short_time_slice() {
+        let slice = std::thread::spawn(|| {
+            wake_promptly();
+            let sched = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
+            sched
+                .lines()
+                .find(|l| l.starts_with("se.slice"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().parse::<u64>().unwrap())
+        })
+        .join()
+        .unwrap();
+        if let Some(ns) = slice {
+            assert_eq!(ns, 100_000, "the writer's time slice in ns");
+        }
     }
 
     /// Where a running job's snapshot rewrites its row (a shared database, see
