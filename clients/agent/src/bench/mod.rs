@@ -373,6 +373,9 @@ async fn paced_phase(
     // alike. The same jobs report again each turn, their sequence numbers moved well past the
     // previous turn's and their clock held back by the time they were paused.
     let (mut h, mut n) = (LoadReport::default(), LoadReport::default());
+    // Each turn's p99, shown beside the pooled verdict: one disturbed turn on either side
+    // moves the pooled p99s, and the table should show when it did.
+    let mut turn_p99s: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut paused: [(Duration, Option<Instant>); 2] = [(Duration::ZERO, None); 2];
     for round in 0..PACED_ROUNDS {
         let order = if round % 2 == 0 {
@@ -406,6 +409,7 @@ async fn paced_phase(
                 turn.summary()
             );
             *since = Some(Instant::now());
+            turn_p99s[usize::from(on_hub)].push(ms(turn.latencies().quantile(0.99)));
             if on_hub {
                 h.absorb(turn);
             } else {
@@ -464,8 +468,10 @@ async fn paced_phase(
             hub: ms(hl.quantile(0.99)),
             noop: ms(nl.quantile(0.99)),
             result: format!(
-                "{ratio:.2}x {}{notes}",
-                verdict(ratio <= 1.5 && h.errors == 0)
+                "{ratio:.2}x {}{notes} (turns: hub {}, no-op {})",
+                verdict(ratio <= 1.5 && h.errors == 0),
+                turn_p99s[1].join(" / "),
+                turn_p99s[0].join(" / ")
             ),
             target: "<= 1.5x no-op",
         },
