@@ -541,23 +541,15 @@ impl Hub {
     /// the job goes on from its newest snapshot (`LiveJob::resumed`).
     async fn load(&self, job_id: &str) -> Result<Option<LiveJob>> {
         let (id, shared) = (job_id.to_string(), self.shared);
-        let (row, latest) = self
-            .store
-            .run(move |c| {
-                let row = queries::job(c, &id)?;
-                let latest = match &row {
-                    Some(r) if !shared && r.is_running() => queries::latest_snapshot(c, &id)?,
-                    _ => None,
-                };
-                Ok((row, latest))
+        self.store
+            .run(move |c| match queries::job(c, &id)? {
+                Some(row) if !shared && row.is_running() => {
+                    let latest = queries::latest_snapshot(c, &id)?;
+                    LiveJob::resumed(&row, latest, now_millis()).map(Some)
+                }
+                row => row.as_ref().map(LiveJob::from_row).transpose(),
             })
-            .await?;
-        match row {
-            Some(row) if !shared && row.is_running() => {
-                LiveJob::resumed(&row, latest, now_millis()).map(Some)
-            }
-            row => row.as_ref().map(LiveJob::from_row).transpose(),
-        }
+            .await
     }
 
     /// This hub's in-memory copy of a job, fresher than its row; a running job not in memory
