@@ -69,9 +69,14 @@ pub type WatchStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<proto::WatchJobResponse>> + Send>>;
 
 impl Hub {
-    pub fn new(store: Store, settings: Settings, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
-        let writer = Writer::start(store.clone(), settings.write_batch);
-        Arc::new(Hub {
+    /// Starts the writer (on SQLite after moving what the snapshot journal still holds).
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Hub>> {
+        let writer = Writer::start(store.clone(), settings.write_batch)?;
+        Ok(Arc::new(Hub {
             writer,
             live: Arc::default(),
             feeds: Feeds::default(),
@@ -80,7 +85,7 @@ impl Hub {
             shared: !store.is_sqlite(),
             machines_seen: dashmap::DashMap::new(),
             store,
-        })
+        }))
     }
 
     pub fn store(&self) -> &Store {
@@ -150,6 +155,15 @@ impl Hub {
                 }
             };
             let status = write.job.status;
+            // SQLite: a running job's snapshot is stored by the journal, on this task.
+            if let (WriteKind::Progress, Some(journal)) = (&write.kind, self.writer.journal()) {
+                if let Err(e) = journal.append(&write.job.job_id, &write.points) {
+                    *guard = None;
+                    return Err(e);
+                }
+                self.machine_seen(&write.job.machine, write.job.last_received_at);
+                return Ok(answer(false, status));
+            }
             let outcome = self.writer.write(write).await;
             match (outcome, guard.as_mut()) {
                 (Ok(WriteOutcome::Stored), Some(live)) => {
@@ -192,6 +206,7 @@ impl Hub {
                 record: None,
                 ..
             }) if !state.status.is_terminal() => {
+                self.journal_moved().await?;
                 let id = job_id.to_string();
                 let stored = self
                     .store
@@ -261,6 +276,7 @@ impl Hub {
                 performance: Some((**record).clone()),
             },
             None => {
+                self.journal_moved().await?;
                 let id = job_id.to_string();
                 let stored = self
                     .store
@@ -540,6 +556,7 @@ impl Hub {
     /// The job as stored. On SQLite a running job's row keeps what its first report said, and
     /// the job goes on from its newest snapshot (`LiveJob::resumed`).
     async fn load(&self, job_id: &str) -> Result<Option<LiveJob>> {
+        self.journal_moved().await?;
         let (id, shared) = (job_id.to_string(), self.shared);
         self.store
             .run(move |c| match queries::job(c, &id)? {
@@ -550,6 +567,15 @@ impl Hub {
                 row => row.as_ref().map(LiveJob::from_row).transpose(),
             })
             .await
+    }
+
+    /// SQLite: waits until every snapshot in the journal is in the table, so that a read of
+    /// snapshots sees them all (at most one commit; nothing to wait for when it is empty).
+    async fn journal_moved(&self) -> Result<()> {
+        match self.writer.journal() {
+            Some(journal) if journal.has_unmoved() => self.writer.flush().await,
+            _ => Ok(()),
+        }
     }
 
     /// This hub's in-memory copy of a job, fresher than its row; a running job not in memory

@@ -7,8 +7,8 @@
 //! ## Layout (dependencies point inward: `api` → `hub` → `live`, `store` → `domain`)
 //! - [`domain`] — pure logic: report validation, the job state machine and snapshot policy,
 //!   rollup and downsampling. No network, no database.
-//! - [`store`] — Diesel schema and rows, the SQLite/PostgreSQL pool, read queries and the
-//!   group-commit writer.
+//! - [`store`] — Diesel schema and rows, the SQLite/PostgreSQL pool, read queries, the
+//!   group-commit writer and (SQLite) the snapshot journal.
 //! - [`live`] — jobs in memory (one lock per job) and the watch fan-out.
 //! - [`hub`] — one method per API call, shared by every transport.
 //! - [`api`] — the tonic service and the single error → status mapping.

@@ -158,6 +158,11 @@ pub fn batch_committed<'a>(
     FIGURES.rollups.fetch_add(rollups, Relaxed);
 }
 
+/// Hook: the writer moved this many snapshots from the snapshot journal into the table.
+pub fn snapshots_moved(rows: usize) {
+    FIGURES.snapshots_written.fetch_add(rows as u64, Relaxed);
+}
+
 /// Hook: a report (or a sweep) waited this long for its write to be committed: queue, gathering
 /// (PostgreSQL) and commit, as the agent feels it on top of the network.
 pub fn write_waited(waited: std::time::Duration) {
@@ -290,7 +295,7 @@ pub async fn render(hub: &Hub) -> String {
     f.write_wait_micros.render(
         &mut out,
         "backwatch_write_wait_seconds",
-        "Time a report that had to be stored waited for its commit (queue, gathering on PostgreSQL, commit).",
+        "Time a report that had to be committed waited for its commit (job starts and ends; on PostgreSQL stored snapshots too): queue, gathering on PostgreSQL, commit.",
         1e-6,
     );
     counter(

@@ -45,16 +45,19 @@ pub async fn run(
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let hub = Hub::new(
-        store.clone(),
-        Settings {
-            snapshot_interval: config.snapshot_interval,
-            update_interval: config.update_interval,
-            stall_timeout: config.stall_timeout,
-            write_batch: config.write_batch as usize,
-        },
-        stop_rx.clone(),
-    );
+    let settings = Settings {
+        snapshot_interval: config.snapshot_interval,
+        update_interval: config.update_interval,
+        stall_timeout: config.stall_timeout,
+        write_batch: config.write_batch as usize,
+    };
+    // On the blocking pool: on SQLite it may first move the last run's snapshot journal.
+    let hub = tokio::task::spawn_blocking({
+        let (store, stop_rx) = (store.clone(), stop_rx.clone());
+        move || Hub::new(store, settings, stop_rx)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(probe_health(store.clone(), health, stop_rx.clone()));

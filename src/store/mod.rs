@@ -1,8 +1,9 @@
 //! Persistence: the Diesel schema and rows, a connection pool over SQLite (embedded default) or
-//! PostgreSQL chosen by URL scheme, embedded migrations, read queries, and the group-commit
-//! writer. Diesel is blocking: every query runs through `Store::run` on the blocking pool, and no
+//! PostgreSQL chosen by URL scheme, embedded migrations, read queries, the group-commit writer
+//! and, on SQLite, the snapshot journal in front of it. Diesel is blocking: every query runs through `Store::run` on the blocking pool, and no
 //! connection is ever held across an `.await`.
 
+pub mod journal;
 pub mod queries;
 pub mod rows;
 pub mod schema;
@@ -199,6 +200,14 @@ impl Store {
     /// The database URL with any password hidden.
     pub fn describe(&self) -> String {
         self.url.redacted()
+    }
+
+    /// The SQLite database file; none on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => Some(path),
+            DatabaseUrl::Postgres(_) => None,
+        }
     }
 
     /// True when the store is the embedded SQLite file (one writer at a time).

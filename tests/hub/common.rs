@@ -160,9 +160,27 @@ impl TestHub {
         self.start(listener);
     }
 
-    /// A direct database connection, to check what is stored.
+    /// A direct database connection, to check what is stored. On SQLite it first waits until
+    /// the hub has moved its snapshot journal into the table (within a second or two).
     pub fn database(&self) -> backwatch::store::Store {
-        backwatch::store::Store::open(&self.config.database_url, 1).unwrap()
+        let store = backwatch::store::Store::open(&self.config.database_url, 1).unwrap();
+        if let Some(path) = store.sqlite_path() {
+            let journal_empty = || {
+                (0..2).all(|n| {
+                    std::fs::metadata(format!("{path}-snapshots.{n}"))
+                        .map_or(true, |m| m.len() == 0)
+                })
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !journal_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the snapshot journal was not moved into the table"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        store
     }
 }
 
