@@ -1,5 +1,6 @@
-//! The hub under test as a child process: built when missing, started on port 0, found by its
-//! "listening on" log line, measured through /proc, stopped with SIGTERM.
+//! The servers under test as child processes, the hub (built when missing) and the no-op
+//! baseline alike: started on port 0, found by their "listening on" log line, measured
+//! through /proc, stopped with SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,7 +37,7 @@ pub async fn ensure_hub_binary(path: &Path) -> Result<PathBuf, BenchError> {
     }
 }
 
-/// A hub child process with its log going to a file.
+/// A server child process with its log going to a file.
 pub struct HubProcess {
     child: Child,
     pub pid: u32,
@@ -50,9 +51,27 @@ impl HubProcess {
         database_url: &str,
         log: &Path,
     ) -> Result<HubProcess, BenchError> {
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ];
+        Self::spawn(bin, &args, log).await
+    }
+
+    /// Starts this binary's `noop-server` on port 0: the baseline, a process of its own like
+    /// the hub (in the load generator's process its threads switched more cheaply than the
+    /// hub's, and its answers took no process boundary on the way back).
+    pub async fn noop(log: &Path) -> Result<HubProcess, BenchError> {
+        let bin = std::env::current_exe()?;
+        Self::spawn(&bin, &["noop-server", "--listen", "127.0.0.1:0"], log).await
+    }
+
+    async fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<HubProcess, BenchError> {
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(database_url)
+            .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -105,7 +124,8 @@ impl HubProcess {
                 let tail = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(15).collect();
                 Err(BenchError::Hub(format!(
-                    "the hub exited or did not log `listening on http://…` within 60 s; its last lines:\n{}",
+                    "{} exited or did not log `listening on http://…` within 60 s; its last lines:\n{}",
+                    bin.display(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )))
             }
