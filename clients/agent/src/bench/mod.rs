@@ -1,6 +1,6 @@
 //! The SPEC 8 benchmark: starts a release hub on a temporary SQLite database (or a fresh
-//! PostgreSQL database, created and dropped with `psql`) and an in-process no-op server, drives
-//! both with the same load generator, and prints a table. It measures and compares; it asserts
+//! PostgreSQL database, created and dropped with `psql`) and a no-op server process beside it,
+//! drives both with the same load generator, and prints a table. It measures and compares; it asserts
 //! nothing about time. It fails only when a phase cannot run (the hub does not start, every call
 //! of a phase fails).
 //!
