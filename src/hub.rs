@@ -170,10 +170,6 @@ impl Hub {
                     live.committed(None);
                     return Ok(answer(false, status));
                 }
-                (Ok(WriteOutcome::SnapshotStored), Some(live)) => {
-                    self.machine_seen(&live.state.machine, live.state.last_received_at);
-                    return Ok(answer(false, status));
-                }
                 (Ok(WriteOutcome::RolledUp(record)), Some(live)) => {
                     live.committed(Some(record));
                     return Ok(answer(false, status));

@@ -144,9 +144,7 @@ pub fn batch_committed<'a>(
     let (mut snapshots, mut rollups) = (0u64, 0u64);
     for (write, result) in writes.zip(results) {
         match (write, result) {
-            (Some(w), Ok(WriteOutcome::Stored | WriteOutcome::SnapshotStored)) => {
-                snapshots += w.points.len() as u64
-            }
+            (Some(w), Ok(WriteOutcome::Stored)) => snapshots += w.points.len() as u64,
             (Some(w), Ok(WriteOutcome::RolledUp(_))) => {
                 snapshots += w.points.len() as u64;
                 rollups += 1;

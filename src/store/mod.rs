@@ -1,7 +1,8 @@
 //! Persistence: the Diesel schema and rows, a connection pool over SQLite (embedded default) or
 //! PostgreSQL chosen by URL scheme, embedded migrations, read queries, the group-commit writer
-//! and, on SQLite, the snapshot journal in front of it. Diesel is blocking: every query runs through `Store::run` on the blocking pool, and no
-//! connection is ever held across an `.await`.
+//! and, on SQLite, the snapshot journal in front of it. Diesel is blocking: every query runs
+//! through `Store::run` on the blocking pool, and no connection is ever held across an
+//! `.await`.
 
 pub mod journal;
 pub mod queries;

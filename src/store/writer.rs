@@ -83,9 +83,6 @@ pub enum WriteKind {
 pub enum WriteOutcome {
     /// Committed; a job write's row now holds the job as written.
     Stored,
-    /// A running job's snapshot committed, its row left as it was (SQLite: see
-    /// `progress_rewrites_row`).
-    SnapshotStored,
     /// The rollup ran; this is the record now on the job row.
     RolledUp(proto::PerformanceRecord),
     /// The job had already ended (another hub or the sweep got there first).
@@ -531,7 +528,7 @@ fn apply_all(
             continue;
         };
         let outcome = match w.kind {
-            WriteKind::Progress if !progress_rewrites_row(conn) || update_running(conn, w)? => {
+            WriteKind::Progress if update_running(conn, w)? => {
                 rows.extend(
                     w.points
                         .iter()
@@ -541,7 +538,7 @@ fn apply_all(
                     let at = seen.entry(&w.job.machine).or_default();
                     *at = (*at).max(w.job.last_received_at);
                 }
-                progress_outcome(conn)
+                WriteOutcome::Stored
             }
             WriteKind::Progress => moved_on(conn, &w.job.job_id)?,
             _ => apply(conn, w, now)?,
@@ -571,11 +568,11 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
             Ok(WriteOutcome::Stored)
         }
         WriteKind::Progress => {
-            if progress_rewrites_row(conn) && !update_running(conn, w)? {
+            if !update_running(conn, w)? {
                 return moved_on(conn, &job.job_id);
             }
             insert_points(conn, w)?;
-            Ok(progress_outcome(conn))
+            Ok(WriteOutcome::Stored)
         }
         WriteKind::End => {
             // The conditional update locks the row and makes the rollup happen exactly once.
@@ -623,23 +620,15 @@ fn apply(conn: &mut Db, w: &JobWrite, now: Millis) -> QueryResult<WriteOutcome> 
     }
 }
 
-/// Whether a running job's snapshot also rewrites the job's row. Where several hubs share the
-/// database (PostgreSQL) the row is how each sees the others' sequence numbers and progress.
-/// On SQLite one hub owns the database and keeps every running job in memory; the row keeps
-/// what the job's first report said until the job ends, and after a restart the job resumes
-/// from its newest snapshot (`LiveJob::resumed`). A stored report then writes one snapshot row
-/// instead of two rows: commit at 20,000 jobs 156-163 -> 111-128 us. Nor does it write the
-/// machine's "last seen" (`touch_machine`): 131-137 -> 102-126 us.
+/// Whether a running job's snapshot also rewrites the job's row (a `Progress` write). Where
+/// several hubs share the database (PostgreSQL) the row is how each sees the others' sequence
+/// numbers and progress, and every report is written. On SQLite one hub owns the database and
+/// keeps every running job in memory; a snapshot goes to the journal and the row keeps what
+/// the job's first report said until the job ends; after a restart the job resumes from its
+/// newest snapshot (`LiveJob::resumed`). Nor does a snapshot there write the machine's "last
+/// seen" (`touch_machine`): the hub keeps it in memory between the job's start and end.
 fn progress_rewrites_row(conn: &Db) -> bool {
     matches!(conn, Db::Postgresql(_))
-}
-
-fn progress_outcome(conn: &Db) -> WriteOutcome {
-    if progress_rewrites_row(conn) {
-        WriteOutcome::Stored
-    } else {
-        WriteOutcome::SnapshotStored
-    }
 }
 
 /// Updates a running job's row if nobody else moved it on; false otherwise. A write that ends
