@@ -2,14 +2,14 @@
 //! database (one `write` to the operating system's cache, as durable against a crashed or
 //! killed hub as a SQLite commit with `synchronous = NORMAL`) and the report is acknowledged;
 //! the writer moves the journal's rows into `job_telemetry_snapshots` with its next commit,
-//! at least once a second. A hub started after a crash moves what the journal holds before
-//! it serves.
+//! at least every 100 ms (`writer::MOVE_EVERY`). A hub started after a crash moves what the
+//! journal holds before it serves.
 //!
 //! Why: at 50,000 running jobs a snapshot is stored ~1,700 times a second. Handed to the
 //! writer thread and committed one by one, each cost ~70 us of CPU (two thread wake-ups and a
 //! SQLite transaction) and every stored report waited for both; appended here it costs one
-//! system call on the report's own task, and the rows reach the table in a few transactions a
-//! second.
+//! system call on the report's own task, and the rows reach the table in ten transactions a
+//! second, run at the lowest CPU priority.
 //!
 //! Two files take turns: appends go to one while the rows of the other are being moved, and
 //! a file is emptied only after the commit that moved its rows. Each record carries its length
