@@ -60,14 +60,18 @@ pub struct Taken {
     file: usize,
 }
 
+/// The two files of the journal of the database file `database`.
+pub fn paths(database: &str) -> [PathBuf; 2] {
+    [0, 1].map(|n| PathBuf::from(format!("{database}-snapshots.{n}")))
+}
+
 impl Journal {
     /// Opens (creating) the journal of the database file `database`, and returns with it the
     /// rows a previous run left there, for `move_rows` before the hub serves.
     pub fn open(database: &str) -> Result<(Journal, Vec<SnapshotRow>)> {
-        let path = |n: usize| PathBuf::from(format!("{database}-snapshots.{n}"));
+        let [first, second] = paths(database);
         let mut left = Vec::new();
-        let mut open = |n: usize| -> Result<(File, u64)> {
-            let path = path(n);
+        let mut open = |path: PathBuf| -> Result<(File, u64)> {
             let mut file = OpenOptions::new()
                 .read(true)
                 .append(true)
@@ -90,8 +94,8 @@ impl Journal {
             }
             Ok((file, whole as u64))
         };
-        let (a, a_len) = open(0)?;
-        let (b, b_len) = open(1)?;
+        let (a, a_len) = open(first)?;
+        let (b, b_len) = open(second)?;
         let journal = Journal {
             files: [a, b],
             inner: Mutex::new(Inner {

@@ -166,10 +166,9 @@ impl TestHub {
         let store = backwatch::store::Store::open(&self.config.database_url, 1).unwrap();
         if let Some(path) = store.sqlite_path() {
             let journal_empty = || {
-                (0..2).all(|n| {
-                    std::fs::metadata(format!("{path}-snapshots.{n}"))
-                        .map_or(true, |m| m.len() == 0)
-                })
+                backwatch::store::journal::paths(path)
+                    .iter()
+                    .all(|file| std::fs::metadata(file).map_or(true, |m| m.len() == 0))
             };
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while !journal_empty() {
