@@ -38,19 +38,19 @@ pub async fn ensure_hub_binary(path: &Path) -> Result<PathBuf, BenchError> {
 }
 
 /// A server child process with its log going to a file.
-pub struct HubProcess {
+pub struct ServerProcess {
     child: Child,
     pub pid: u32,
     pub url: String,
 }
 
-impl HubProcess {
+impl ServerProcess {
     /// Starts `backwatch serve` on port 0 and waits for its "listening on" line.
     pub async fn start(
         bin: &Path,
         database_url: &str,
         log: &Path,
-    ) -> Result<HubProcess, BenchError> {
+    ) -> Result<ServerProcess, BenchError> {
         let args = [
             "serve",
             "--listen",
@@ -64,12 +64,12 @@ impl HubProcess {
     /// Starts this binary's `noop-server` on port 0: the baseline, a process of its own like
     /// the hub (in the load generator's process its threads switched more cheaply than the
     /// hub's, and its answers took no process boundary on the way back).
-    pub async fn noop(log: &Path) -> Result<HubProcess, BenchError> {
+    pub async fn noop(log: &Path) -> Result<ServerProcess, BenchError> {
         let bin = std::env::current_exe()?;
         Self::spawn(&bin, &["noop-server", "--listen", "127.0.0.1:0"], log).await
     }
 
-    async fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<HubProcess, BenchError> {
+    async fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<ServerProcess, BenchError> {
         let mut child = Command::new(bin)
             .args(args)
             .env("NO_COLOR", "1")
@@ -118,7 +118,7 @@ impl HubProcess {
         });
         drop(found);
         match tokio::time::timeout(Duration::from_secs(60), url.recv()).await {
-            Ok(Some(url)) => Ok(HubProcess { child, pid, url }),
+            Ok(Some(url)) => Ok(ServerProcess { child, pid, url }),
             _ => {
                 let _ = child.kill().await;
                 let tail = std::fs::read_to_string(log).unwrap_or_default();

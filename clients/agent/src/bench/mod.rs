@@ -1,7 +1,7 @@
 //! The SPEC 8 benchmark: starts a release hub on a temporary SQLite database (or a fresh
 //! PostgreSQL database, created and dropped with `psql`) and a no-op server process beside it,
-//! drives both with the same load generator, and prints a table. It measures and compares; it asserts
-//! nothing about time. It fails only when a phase cannot run (the hub does not start, every call
+//! drives both with the same load generator, and prints a table. It measures and compares; it
+//! asserts nothing about time. It fails only when a phase cannot run (the hub does not start, every call
 //! of a phase fails).
 //!
 //! Phases: (1) saturated `ReportProgress` throughput, hub vs no-op; (2) a paced fleet reporting
@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::hub::{HubClient, HubOptions};
 use crate::loadgen::{self, ms, running_report, terminal_report, Latencies, LoadReport, Resume};
-use hub_process::{ensure_hub_binary, rss_kb, HubProcess};
+use hub_process::{ensure_hub_binary, rss_kb, ServerProcess};
 use postgres::BenchDatabase;
 
 /// What to run against.
@@ -180,8 +180,8 @@ async fn run_on(
     dir: &std::path::Path,
 ) -> Result<(), BenchError> {
     let scale = Scale::new(options.quick);
-    let mut hub = HubProcess::start(hub_bin, &db.hub_url(), &dir.join("hub.log")).await?;
-    let noop = HubProcess::noop(&dir.join("noop.log")).await?;
+    let mut hub = ServerProcess::start(hub_bin, &db.hub_url(), &dir.join("hub.log")).await?;
+    let noop = ServerProcess::noop(&dir.join("noop.log")).await?;
     let noop_url = noop.url.clone();
     println!(
         "hub {} (pid {}), no-op {noop_url} (pid {}), database {} {}",
@@ -293,7 +293,7 @@ async fn storage_phase(
     broken: &mut Vec<String>,
 ) -> Result<Vec<Row>, BenchError> {
     let before = db.size().await?;
-    let mut hub = HubProcess::start(hub_bin, &db.hub_url(), &dir.join("hub2.log")).await?;
+    let mut hub = ServerProcess::start(hub_bin, &db.hub_url(), &dir.join("hub2.log")).await?;
     let (written, failed) =
         store_jobs(&clients(&hub.url, options.connections)?, scale, stamp).await;
     let total = scale.stored_jobs as u64 * (scale.stored_points + 1);
@@ -539,7 +539,7 @@ async fn saturated_alternating(
 }
 
 async fn watch_phase(
-    hub: &HubProcess,
+    hub: &ServerProcess,
     options: &BenchOptions,
     scale: &Scale,
     stamp: u128,
