@@ -142,20 +142,6 @@ impl Hub {
                     if points.is_empty() && !ends && !self.shared {
                         return Ok(answer(false, JobStatus::Running));
                     }
-                    // SQLite: a running job's snapshot is stored by the journal, on this task
-                    // (no copy of the job for the writer).
-                    if let (false, Some(journal)) = (ends, self.writer.journal()) {
-                        match journal.append(&live.state.job_id, &points) {
-                            Ok(()) => {
-                                self.machine_seen(&live.state.machine, live.state.last_received_at);
-                                return Ok(answer(false, JobStatus::Running));
-                            }
-                            Err(e) => {
-                                *guard = None;
-                                return Err(e);
-                            }
-                        }
-                    }
                     JobWrite {
                         kind: if ends {
                             WriteKind::End
@@ -169,6 +155,15 @@ impl Hub {
                 }
             };
             let status = write.job.status;
+            // SQLite: a running job's snapshot is stored by the journal, on this task.
+            if let (WriteKind::Progress, Some(journal)) = (&write.kind, self.writer.journal()) {
+                if let Err(e) = journal.append(&write.job.job_id, &write.points) {
+                    *guard = None;
+                    return Err(e);
+                }
+                self.machine_seen(&write.job.machine, write.job.last_received_at);
+                return Ok(answer(false, status));
+            }
             let outcome = self.writer.write(write).await;
             match (outcome, guard.as_mut()) {
                 (Ok(WriteOutcome::Stored), Some(live)) => {
