@@ -267,13 +267,24 @@ fn thread_nice() -> Option<i32> {
     None
 }
 
-/// Sets the calling thread's nice value (Linux; elsewhere nothing).
-fn set_thread_nice(nice: i32) {
+/// Sets the calling thread's nice value (Linux; elsewhere nothing); false when refused.
+fn set_thread_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system call on this thread's own id, no memory involved.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0
     }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
+/// Whether a thread of this process, lowered to `LOWEST_PRIORITY`, may go back to `nice`.
+/// Only root, a holder of CAP_SYS_NICE or an RLIMIT_NICE that allows it may raise a priority;
+/// anyone may lower one. Tried on a thread of its own, which ends lowered either way.
+fn priority_comes_back_to(nice: i32) -> bool {
+    std::thread::spawn(move || set_thread_nice(LOWEST_PRIORITY) && set_thread_nice(nice))
+        .join()
+        .unwrap_or(false)
 }
 
 /// Asks the scheduler to run the calling thread soon after it wakes (Linux 6.12 and later:
@@ -320,7 +331,13 @@ fn run(
     copied: Arc<AtomicBool>,
 ) {
     wake_promptly();
-    let nice = thread_nice();
+    // The periodic move runs lowered only where the writer can come back from it: a writer
+    // left at the lowest priority would keep every job start and end waiting behind other
+    // threads (a hub run by a user without CAP_SYS_NICE, the usual service account).
+    let nice = thread_nice().filter(|&nice| priority_comes_back_to(nice));
+    if nice.is_none() && journal.is_some() {
+        tracing::info!("the snapshot journal's periodic move runs at the writer's own priority");
+    }
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     // Rollups (and flushes queued behind them) beyond the per-batch cap wait here, so a storm
     // of jobs ending at once never holds up the snapshots of running jobs.
@@ -364,7 +381,7 @@ fn run(
         // The journal's periodic move alone is background work, done at the lowest CPU priority
         // with the checkpoint step after it (a read or report waiting for the move is not). At
         // 50,000 jobs, 3 same-run pairs: report p99 1.39-1.61 -> 1.23-1.45 ms (no-op 1.05-1.18).
-        let background = batch.iter().all(|p| p.background);
+        let background = nice.is_some() && batch.iter().all(|p| p.background);
         if background {
             set_thread_nice(LOWEST_PRIORITY);
         }
@@ -940,6 +957,92 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(slice, WRITER_SLICE_NS, "the writer's time slice in ns");
+    }
+
+    /// After the journal's periodic move, run lowered, the writer is back at its own priority,
+    /// also where the process may not raise a priority again: the test's thread gives up
+    /// CAP_SYS_NICE (capabilities are per thread, and the writer's threads inherit them). A
+    /// writer that lowered itself there stayed at nice 19 for good.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_is_back_at_its_priority_after_the_periodic_move() {
+        fn writer_threads() -> Vec<(String, i32)> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| {
+                    let dir = t.ok()?.path();
+                    let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                    // Fields after the command's closing parenthesis start at the 3rd; nice is the 19th.
+                    let nice = stat.rsplit_once(')')?.1.split_whitespace().nth(16)?;
+                    (comm.trim() == "backwatch-write")
+                        .then(|| (dir.display().to_string(), nice.parse().unwrap()))
+                })
+                .collect()
+        }
+        let (_dir, store) = crate::store::tests::temporary_sqlite();
+        std::thread::spawn(move || {
+            drop_cap_sys_nice();
+            let before = writer_threads();
+            let writer = Writer::start(store, 16).unwrap();
+            let journal = writer.journal().expect("SQLite has a snapshot journal");
+            let point = crate::domain::Point {
+                sampled_at: 1_000,
+                sequence: 2,
+                bytes_transferred: 10,
+                speed_bps: 10,
+                progress_percent: 1.0,
+                phase: "transfer".into(),
+            };
+            journal.append("job-1", &[point]).unwrap();
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while journal.has_unmoved() && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(!journal.has_unmoved(), "the periodic move took the row");
+            let ours: Vec<_> = writer_threads()
+                .into_iter()
+                .filter(|t| !before.contains(t))
+                .collect();
+            assert_eq!(ours.len(), 1, "one writer thread started: {ours:?}");
+            assert_eq!(ours[0].1, 0, "the writer's nice value after the move");
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Takes CAP_SYS_NICE out of the calling thread's effective capabilities.
+    #[cfg(target_os = "linux")]
+    fn drop_cap_sys_nice() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        const CAP_SYS_NICE: u32 = 23;
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: capget/capset on the calling thread (pid 0) with a version-3 header and the
+        // two data words that version takes, both valid for the calls.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+                0
+            );
+            data[0].effective &= !(1 << CAP_SYS_NICE);
+            assert_eq!(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 0);
+        }
     }
 
     /// Where a running job's snapshot rewrites its row (a shared database, see
