@@ -472,19 +472,28 @@ impl Hub {
     /// One pass of housekeeping: abandons silent jobs and evicts long-ended ones from memory.
     /// Returns the ids abandoned by this hub.
     pub async fn sweep(&self) -> Result<Vec<String>> {
-        self.live.evict_ended(KEEP_ENDED);
         let cutoff = now_millis() - self.settings.stall_timeout.as_millis() as Millis;
-        let mut ids = self.live.silent_since(cutoff);
+        // A pass over every job in memory (~5 ms at 50,000): off the report tasks' threads.
+        let live = self.live.clone();
+        let swept = tokio::task::spawn_blocking(move || live.sweep(KEEP_ENDED, cutoff))
+            .await
+            .map_err(|e| Error::Internal(format!("stall sweep: {e}")))?;
+        let mut ids = swept.silent;
         // On a shared database the rows carry every report's time and name the silent jobs,
         // other hubs' too, a batch per sweep. On SQLite every job this hub has heard of since
         // it started is in memory, judged above; a running job's row keeps its creation's
-        // time, so the rows name the jobs not heard of since a restart, which are read into
-        // memory (with a full stall timeout from then) and judged at a later sweep.
-        // (At 50,000 running jobs that is 50,000 ids each sweep: filtered on the blocking pool.)
+        // time, so the rows name the jobs not heard of since a restart (or dropped from memory
+        // by a failed write), which are read into memory (with a full stall timeout from then)
+        // and judged at a later sweep. They are listed only while the rows count more running
+        // jobs than memory holds: at 50,000 running jobs the list took ~13 ms of CPU every
+        // sweep, the count ~2 ms.
         let (shared, live) = (self.shared, self.live.clone());
         let listed = self
             .store
             .run(move |c| {
+                if !shared && queries::running_jobs(c)? <= swept.running as i64 {
+                    return Ok(Vec::new());
+                }
                 let ids = queries::stalled(c, cutoff, shared.then_some(SWEEP_BATCH))?;
                 Ok(ids
                     .into_iter()

@@ -255,8 +255,14 @@ async fn sweep_forever(hub: Arc<Hub>, stall_timeout: Duration, mut stop: watch::
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = hub.sweep().await {
-            tracing::warn!(error = %e, "stall sweep failed; will retry");
+        let started = std::time::Instant::now();
+        match hub.sweep().await {
+            Ok(abandoned) => tracing::debug!(
+                abandoned = abandoned.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "stall sweep finished"
+            ),
+            Err(e) => tracing::warn!(error = %e, "stall sweep failed; will retry"),
         }
     }
 }

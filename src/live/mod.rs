@@ -64,6 +64,15 @@ impl LiveJob {
     }
 }
 
+/// What a sweep of memory found.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Running jobs silent since the sweep's cut-off.
+    pub silent: Vec<String>,
+    /// Jobs running (or locked) in memory.
+    pub running: usize,
+}
+
 /// `None` until the job has been looked up in the database.
 pub type Slot = Arc<Mutex<Option<LiveJob>>>;
 
@@ -94,30 +103,32 @@ impl LiveJobs {
         });
     }
 
-    /// Slots whose jobs ended more than `after` ago are dropped; returns how many.
-    pub fn evict_ended(&self, after: std::time::Duration) -> usize {
-        let before = self.slots.len();
-        self.slots.retain(|_, s| match s.try_lock() {
+    /// One pass for the stall sweep: drops the slots of jobs that ended more than `ended_for`
+    /// ago (and empty ones), and returns the running jobs whose last report reached this hub
+    /// before `silent_since` (hub clock) and how many jobs are running. A slot locked by a
+    /// report or a read is kept and counted as running.
+    pub fn sweep(&self, ended_for: std::time::Duration, silent_since: Millis) -> Swept {
+        let mut swept = Swept::default();
+        self.slots.retain(|id, s| match s.try_lock() {
             Ok(g) => match g.as_ref() {
                 None => false,
-                Some(j) => j.ended_seen.is_none_or(|t| t.elapsed() < after),
+                Some(j) if j.state.status.is_terminal() => {
+                    j.ended_seen.is_none_or(|t| t.elapsed() < ended_for)
+                }
+                Some(j) => {
+                    swept.running += 1;
+                    if j.state.last_received_at < silent_since {
+                        swept.silent.push(id.clone());
+                    }
+                    true
+                }
             },
-            Err(_) => true,
+            Err(_) => {
+                swept.running += 1;
+                true
+            }
         });
-        before - self.slots.len()
-    }
-
-    /// Ids of running jobs whose last report reached this hub before `before` (hub clock).
-    pub fn silent_since(&self, before: crate::domain::Millis) -> Vec<String> {
-        self.slots
-            .iter()
-            .filter_map(|e| {
-                let g = e.value().try_lock().ok()?;
-                let j = g.as_ref()?;
-                (!j.state.status.is_terminal() && j.state.last_received_at < before)
-                    .then(|| e.key().clone())
-            })
-            .collect()
+        swept
     }
 
     /// Whether the job is held in memory (a slot locked by a report or a read counts).

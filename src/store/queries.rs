@@ -152,6 +152,14 @@ pub fn recent_ended(conn: &mut Db, machine: &str, limit: i64) -> QueryResult<Vec
         .load(conn)
 }
 
+/// How many jobs the database holds as running.
+pub fn running_jobs(conn: &mut Db) -> QueryResult<i64> {
+    backup_jobs::table
+        .filter(backup_jobs::status.eq(JobStatus::Running.as_str()))
+        .count()
+        .get_result(conn)
+}
+
 /// Running jobs whose row was last written for a report that reached a hub before `before`
 /// (hub clock), at most `limit`.
 pub fn stalled(conn: &mut Db, before: Millis, limit: Option<i64>) -> QueryResult<Vec<String>> {
