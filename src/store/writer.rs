@@ -1003,7 +1003,7 @@ mod tests {
             assert!(!journal.has_unmoved(), "the periodic move took the row");
             let ours: Vec<_> = writer_threads()
                 .into_iter()
-                .filter(|t| !before.contains(t))
+                .filter(|(thread, _)| before.iter().all(|(seen, _)| seen != thread))
                 .collect();
             assert_eq!(ours.len(), 1, "one writer thread started: {ours:?}");
             assert_eq!(ours[0].1, own, "the writer's nice value after the move");
