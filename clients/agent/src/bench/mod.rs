@@ -1,8 +1,8 @@
 //! The SPEC 8 benchmark: starts a release hub on a temporary SQLite database (or a fresh
 //! PostgreSQL database, created and dropped with `psql`) and a no-op server process beside it,
 //! drives both with the same load generator, and prints a table. It measures and compares; it
-//! asserts nothing about time. It fails only when a phase cannot run (the hub does not start, every call
-//! of a phase fails).
+//! asserts nothing about time. It fails only when a phase cannot run (the hub does not start,
+//! every call of a phase fails).
 //!
 //! Phases: (1) saturated `ReportProgress` throughput, hub vs no-op; (2) a paced fleet reporting
 //! every 3 s, latency hub vs no-op; (3) `WatchJob` streams: update lag and hub memory; (4) rollup
