@@ -155,9 +155,9 @@ impl Hub {
                 }
             };
             let status = write.job.status;
-            // SQLite: a running job's snapshot is stored by the journal, on this task.
+            // SQLite: a running job's snapshot is stored by the journal.
             if let (WriteKind::Progress, Some(journal)) = (&write.kind, self.writer.journal()) {
-                if let Err(e) = journal.append(&write.job.job_id, &write.points) {
+                if let Err(e) = journal.append(&write.job.job_id, &write.points).await {
                     *guard = None;
                     return Err(e);
                 }
