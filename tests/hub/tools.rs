@@ -140,3 +140,42 @@ async fn grpc_web_over_http1_serves_unary_and_streaming_calls() {
     );
     assert!(fr.last().unwrap().0, "trailers end the stream");
 }
+
+/// The benchmark's lean client frames gRPC itself: an accepted report must be stored and a
+/// refused one must come back with the hub's code and message, or the benchmark would count
+/// refusals as answers (or answers as errors).
+#[tokio::test]
+async fn the_load_generators_client_is_answered_and_refused_like_a_grpc_client() {
+    use backwatch_agent::loadgen::{running_report, terminal_report};
+    use backwatch_agent::wire::ReportLine;
+    let hub = spawn_hub().await;
+    let mut client = hub.client().await;
+    let options = backwatch_agent::HubOptions::new(hub.url());
+    let mut line = ReportLine::connect(&options).await.unwrap();
+    let now = std::time::SystemTime::now();
+    line.report(&running_report("wire-1", "vm-wire", 1, now))
+        .await
+        .unwrap();
+    line.report(&terminal_report("wire-1", "vm-wire", 2, now))
+        .await
+        .unwrap();
+    let history = client
+        .get_history(GetHistoryRequest {
+            job_id: "wire-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.job.unwrap().status, JobStatus::Succeeded as i32);
+
+    let refused = line
+        .report(&running_report("wire 2", "vm-wire", 1, now))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("job_id"), "{refused:?}");
+    // The connection carries on after a refusal.
+    line.report(&running_report("wire-3", "vm-wire", 1, now))
+        .await
+        .unwrap();
+}

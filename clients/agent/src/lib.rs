@@ -58,6 +58,7 @@ pub mod noop;
 pub mod queue;
 pub mod reporter;
 pub mod simulator;
+pub mod wire;
 
 /// Generated from `proto/backwatch/v1/telemetry.proto`.
 pub mod proto {

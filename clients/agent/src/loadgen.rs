@@ -16,6 +16,7 @@ use tokio::time::sleep_until;
 
 use crate::hub::HubClient;
 use crate::proto::{JobStatus, JobType, ReportProgressRequest, WatchJobRequest};
+use crate::wire::ReportLine;
 
 /// Sorted latencies in microseconds.
 #[derive(Debug, Clone, Default)]
@@ -258,7 +259,7 @@ fn first_report(prefix: &str, i: usize) -> ReportProgressRequest {
 /// Creates the jobs of a fleet (`<prefix>-<i>`, their first report each) as fast as the hub takes
 /// them, `in_flight` at a time. The report's window is the time it took.
 pub async fn create_jobs(
-    clients: &[HubClient],
+    lines: &[ReportLine],
     prefix: &str,
     jobs: usize,
     in_flight: usize,
@@ -267,16 +268,13 @@ pub async fn create_jobs(
     let workers = in_flight.clamp(1, jobs.max(1));
     let mut tasks = JoinSet::new();
     for w in 0..workers {
-        let mut client = clients[w % clients.len()].clone();
+        let mut line = lines[w % lines.len()].clone();
         let prefix = prefix.to_string();
         tasks.spawn(async move {
             let mut part = Part::default();
             for i in (w..jobs).step_by(workers) {
                 let sent = Instant::now();
-                let result = client
-                    .report_progress(first_report(&prefix, i))
-                    .await
-                    .map(|_| ());
+                let result = line.report(&first_report(&prefix, i)).await;
                 part.record(started, started, (sent, Instant::now()), result);
             }
             part
@@ -318,7 +316,7 @@ impl Resume {
 /// 4.096-s slot down all at once, some 35,000 of them at 50,000 jobs, and every latency
 /// measured meanwhile, hub's and no-op's alike, took the stall.)
 pub async fn paced(
-    clients: &[HubClient],
+    lines: &[ReportLine],
     prefix: &str,
     jobs: usize,
     resume: Resume,
@@ -365,10 +363,10 @@ pub async fn paced(
                 ),
             };
             let (busy, done) = (busy.clone(), done_tx.clone());
-            let mut client = clients[i % clients.len()].clone();
+            let mut line = lines[i % lines.len()].clone();
             tokio::spawn(async move {
                 let sent = Instant::now();
-                let result = client.report_progress(request).await.map(|_| ());
+                let result = line.report(&request).await;
                 let answered = Instant::now();
                 busy[i].store(false, Ordering::Release);
                 let _ = done.send(((sent, answered), result));
@@ -387,7 +385,7 @@ pub async fn paced(
 /// `concurrency` jobs named `<prefix>-<i>`, each sending its next report as soon as the last is
 /// answered, for `duration`; throughput and latencies count from `warmup` on.
 pub async fn saturated(
-    clients: &[HubClient],
+    lines: &[ReportLine],
     prefix: &str,
     concurrency: usize,
     duration: Duration,
@@ -397,7 +395,7 @@ pub async fn saturated(
     let (measure_from, end) = (started + warmup, started + duration);
     let mut tasks = JoinSet::new();
     for i in 0..concurrency {
-        let mut client = clients[i % clients.len()].clone();
+        let mut line = lines[i % lines.len()].clone();
         let job_id = format!("{prefix}-{i}");
         let machine = machine_of(prefix, i);
         tasks.spawn(async move {
@@ -407,7 +405,7 @@ pub async fn saturated(
                 sequence += 1;
                 let sent = Instant::now();
                 let request = running_report(&job_id, &machine, sequence, SystemTime::now());
-                let result = client.report_progress(request).await.map(|_| ());
+                let result = line.report(&request).await;
                 part.record(started, measure_from, (sent, Instant::now()), result);
             }
             part

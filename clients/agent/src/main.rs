@@ -7,6 +7,7 @@ use std::time::Duration;
 use backwatch_agent::hub::HubOptions;
 use backwatch_agent::proto::{GetHistoryRequest, JobType, ListMachinesRequest};
 use backwatch_agent::simulator::{self, fleet};
+use backwatch_agent::wire::ReportLine;
 use backwatch_agent::{bench, loadgen, noop, Reporter, ReporterConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -52,7 +53,8 @@ enum Command {
         #[command(flatten)]
         hub: HubArgs,
     },
-    /// Load a hub with many jobs and print throughput and latency.
+    /// Load a hub with many jobs and print throughput and latency (plain http:// only: its
+    /// lean client has no TLS).
     Loadgen {
         #[command(flatten)]
         hub: HubArgs,
@@ -223,14 +225,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 request_timeout: timeout,
                 ..hub.options()
             };
-            let clients = (0..connections.max(1))
-                .map(|_| options.client())
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut lines = Vec::new();
+            for _ in 0..connections.max(1) {
+                lines.push(ReportLine::connect(&options).await?);
+            }
             let report = if saturate {
-                loadgen::saturated(&clients, &prefix, jobs, duration, warmup).await
+                loadgen::saturated(&lines, &prefix, jobs, duration, warmup).await
             } else {
                 let first = if create_first {
-                    let created = loadgen::create_jobs(&clients, &prefix, jobs, 256).await;
+                    let created = loadgen::create_jobs(&lines, &prefix, jobs, 256).await;
                     println!(
                         "created {jobs} jobs in {:.1} s: {}",
                         created.window.as_secs_f64(),
@@ -241,7 +244,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     1
                 };
                 loadgen::paced(
-                    &clients,
+                    &lines,
                     &prefix,
                     jobs,
                     loadgen::Resume::at(first),

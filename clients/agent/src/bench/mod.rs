@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::hub::{HubClient, HubOptions};
 use crate::loadgen::{self, ms, running_report, terminal_report, Latencies, LoadReport, Resume};
+use crate::wire::ReportLine;
 use hub_process::{ensure_hub_binary, rss_kb, ServerProcess};
 use postgres::BenchDatabase;
 
@@ -80,6 +81,8 @@ pub enum BenchError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Connect(#[from] crate::hub::ConnectError),
+    #[error(transparent)]
+    Line(#[from] crate::wire::LineError),
 }
 
 /// Sizes of each phase.
@@ -201,8 +204,8 @@ async fn run_on(
 
     // 1. Saturated throughput.
     let (hubs, noops) = (
-        clients(&hub.url, options.connections)?,
-        clients(&noop_url, options.connections)?,
+        lines(&hub.url, options.connections).await?,
+        lines(&noop_url, options.connections).await?,
     );
     if options.runs(Phase::Saturated) {
         println!(
@@ -253,8 +256,8 @@ async fn run_on(
 
 /// Saturated throughput, hub against no-op.
 async fn saturated_phase(
-    hubs: &[HubClient],
-    noops: &[HubClient],
+    hubs: &[ReportLine],
+    noops: &[ReportLine],
     scale: &Scale,
     stamp: u128,
     broken: &mut Vec<String>,
@@ -295,7 +298,7 @@ async fn storage_phase(
     let before = db.size().await?;
     let mut hub = ServerProcess::start(hub_bin, &db.hub_url(), &dir.join("hub2.log")).await?;
     let (written, failed) =
-        store_jobs(&clients(&hub.url, options.connections)?, scale, stamp).await;
+        store_jobs(&lines(&hub.url, options.connections).await?, scale, stamp).await;
     let total = scale.stored_jobs as u64 * (scale.stored_points + 1);
     check(broken, "storage: every report failed", failed >= total);
     let row_bytes = db.finished_row_bytes(&format!("stored-{stamp}-")).await?;
@@ -343,8 +346,8 @@ fn check(broken: &mut Vec<String>, what: &str, failed: bool) {
 
 /// A fleet of `jobs` reporting every interval, first against the hub, then the no-op.
 async fn paced_phase(
-    hubs: &[HubClient],
-    noops: &[HubClient],
+    hubs: &[ReportLine],
+    noops: &[ReportLine],
     scale: &Scale,
     jobs: usize,
     stamp: u128,
@@ -485,7 +488,7 @@ const PACED_ROUNDS: usize = 2;
 
 /// Waits until the hub has worked off what a phase queued (at most 30 s): a job creation, which
 /// waits for its commit behind every queued write, answers within 20 ms.
-async fn settle(hubs: &[HubClient], prefix: &str) {
+async fn settle(hubs: &[ReportLine], prefix: &str) {
     let started = Instant::now();
     let mut client = hubs[0].clone();
     for k in 0.. {
@@ -496,7 +499,7 @@ async fn settle(hubs: &[HubClient], prefix: &str) {
             SystemTime::now(),
         );
         let sent = Instant::now();
-        let answered = client.report_progress(probe).await.is_ok();
+        let answered = client.report(&probe).await.is_ok();
         if (answered && sent.elapsed() < Duration::from_millis(20))
             || started.elapsed() > Duration::from_secs(30)
         {
@@ -515,8 +518,8 @@ async fn settle(hubs: &[HubClient], prefix: &str) {
 /// Saturated load in four slices, hub, no-op, no-op, hub, so that a change in what else the
 /// machine is doing weighs on both alike.
 async fn saturated_alternating(
-    hubs: &[HubClient],
-    noops: &[HubClient],
+    hubs: &[ReportLine],
+    noops: &[ReportLine],
     scale: &Scale,
     stamp: u128,
 ) -> (LoadReport, LoadReport) {
@@ -553,8 +556,8 @@ async fn watch_phase(
         scale.watchers, scale.watchers, scale.interval
     );
     let rss_before = hub.rss_kb();
-    let reporters = clients(&hub.url, 2)?;
-    let watchers = clients(&hub.url, connections)?;
+    let reporters = lines(&hub.url, 2).await?;
+    let watchers = watch_clients(&hub.url, connections)?;
     let prefix = format!("watch-{stamp}");
     loadgen::create_jobs(&reporters, &prefix, scale.watchers, 256).await;
     settle(&reporters, &prefix).await;
@@ -646,7 +649,7 @@ async fn watch_phase(
 
 /// Fills jobs with `points` snapshots 30 s apart ending now, then times each terminal report.
 async fn rollup_phase(
-    clients: &[HubClient],
+    clients: &[ReportLine],
     scale: &Scale,
     stamp: u128,
     broken: &mut Vec<String>,
@@ -668,7 +671,7 @@ async fn rollup_phase(
                 let at = base + Duration::from_secs(30 * i);
                 let sent = Instant::now();
                 if let Err(status) = client
-                    .report_progress(running_report(&job_id, "rollup", i + 1, at))
+                    .report(&running_report(&job_id, "rollup", i + 1, at))
                     .await
                 {
                     println!("    fill of {job_id} failed at report {}: {status}", i + 1);
@@ -700,7 +703,7 @@ async fn rollup_phase(
     for (mut client, job_id) in jobs {
         let sent = Instant::now();
         match client
-            .report_progress(terminal_report(
+            .report(&terminal_report(
                 &job_id,
                 "rollup",
                 points + 1,
@@ -737,8 +740,8 @@ async fn rollup_phase(
 
 /// A paced fleet runs; a batch of jobs with history ends all at once in its middle.
 async fn storm_phase(
-    hubs: &[HubClient],
-    noops: &[HubClient],
+    hubs: &[ReportLine],
+    noops: &[ReportLine],
     scale: &Scale,
     stamp: u128,
     broken: &mut Vec<String>,
@@ -810,7 +813,7 @@ struct Storm {
 
 /// Jobs with 20 stored snapshots each end at once, a third into a paced fleet's run.
 /// `settle_first`: let the hub work off its backlog before the fleet starts (not the no-op).
-async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first: bool) -> Storm {
+async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first: bool) -> Storm {
     const HISTORY: u64 = 20;
     let ids: Vec<String> = (0..scale.storm_jobs)
         .map(|i| format!("{prefix}-{i}"))
@@ -826,7 +829,7 @@ async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first:
                 for i in 0..HISTORY {
                     let at = base + Duration::from_secs(30 * i);
                     let _ = client
-                        .report_progress(running_report(&job_id, "storm", i + 1, at))
+                        .report(&running_report(&job_id, "storm", i + 1, at))
                         .await;
                 }
             }
@@ -866,7 +869,7 @@ async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first:
         storm.spawn(async move {
             let sent = Instant::now();
             let result = client
-                .report_progress(terminal_report(
+                .report(&terminal_report(
                     &job_id,
                     "storm",
                     HISTORY + 1,
@@ -896,7 +899,7 @@ async fn storm(clients: &[HubClient], scale: &Scale, prefix: &str, settle_first:
 
 /// Writes `stored_jobs` finished jobs of `stored_points` snapshots each (64 jobs at a time);
 /// returns a note and the number of failed reports.
-async fn store_jobs(clients: &[HubClient], scale: &Scale, stamp: u128) -> (String, u64) {
+async fn store_jobs(clients: &[ReportLine], scale: &Scale, stamp: u128) -> (String, u64) {
     let points = scale.stored_points;
     let started = Instant::now();
     let mut workers = JoinSet::new();
@@ -914,7 +917,7 @@ async fn store_jobs(clients: &[HubClient], scale: &Scale, stamp: u128) -> (Strin
                 for i in 0..points {
                     let at = base + Duration::from_secs(30 * i);
                     failed += client
-                        .report_progress(running_report(&job_id, &machine, i + 1, at))
+                        .report(&running_report(&job_id, &machine, i + 1, at))
                         .await
                         .is_err() as u32;
                 }
@@ -924,7 +927,7 @@ async fn store_jobs(clients: &[HubClient], scale: &Scale, stamp: u128) -> (Strin
                     points + 1,
                     base + Duration::from_secs(30 * points),
                 );
-                failed += client.report_progress(end).await.is_err() as u32;
+                failed += client.report(&end).await.is_err() as u32;
             }
             failed
         });
@@ -979,7 +982,18 @@ fn print_table(engine: &str, rows: &[Row]) {
     }
 }
 
-fn clients(url: &str, connections: usize) -> Result<Vec<HubClient>, BenchError> {
+/// Connections for reports, the load generator's lean client.
+async fn lines(url: &str, connections: usize) -> Result<Vec<ReportLine>, BenchError> {
+    let options = HubOptions::new(url);
+    let mut lines = Vec::new();
+    for _ in 0..connections.max(1) {
+        lines.push(ReportLine::connect(&options).await?);
+    }
+    Ok(lines)
+}
+
+/// Connections for watchers.
+fn watch_clients(url: &str, connections: usize) -> Result<Vec<HubClient>, BenchError> {
     let options = HubOptions::new(url);
     Ok((0..connections.max(1))
         .map(|_| options.client())
