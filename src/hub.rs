@@ -155,9 +155,9 @@ impl Hub {
                 }
             };
             let status = write.job.status;
-            // SQLite: a running job's snapshot is stored by the journal.
+            // SQLite: a running job's snapshot is stored by the journal, on this task.
             if let (WriteKind::Progress, Some(journal)) = (&write.kind, self.writer.journal()) {
-                if let Err(e) = journal.append(&write.job.job_id, &write.points).await {
+                if let Err(e) = journal.append(&write.job.job_id, &write.points) {
                     *guard = None;
                     return Err(e);
                 }

@@ -7,14 +7,9 @@
 //!
 //! Why: at 50,000 running jobs a snapshot is stored ~1,700 times a second. Handed to the
 //! writer thread and committed one by one, each cost ~70 us of CPU (two thread wake-ups and a
-//! SQLite transaction) and every stored report waited for both; appended here it costs a
-//! share of one system call, and the rows reach the table in ten transactions a second, run
-//! at the lowest CPU priority.
-//!
-//! The `write` runs on the journal's own thread, which writes whatever appends are waiting in
-//! one call. A write to a file can wait tens of milliseconds for the file system (ext4 makes a
-//! write that grows a file wait while its own journal commits); done on a runtime worker, that
-//! wait held up every report the worker would have served meanwhile.
+//! SQLite transaction) and every stored report waited for both; appended here it costs one
+//! system call on the report's own task, and the rows reach the table in ten transactions a
+//! second, run at the lowest CPU priority.
 //!
 //! Two files take turns: appends go to one while the rows of the other are being moved, and
 //! a file is emptied only after the commit that moved its rows. Each record carries its length
@@ -30,9 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::oneshot;
+use std::sync::Mutex;
 
 /// Snapshots waiting in the journal before reports are refused (the database has not taken a
 /// commit for minutes at 50,000 running jobs): UNAVAILABLE, and agents retry.
@@ -50,15 +43,6 @@ pub struct Journal {
     inner: Mutex<Inner>,
     /// Rows appended and not yet committed to the table (taken or not).
     unmoved: AtomicUsize,
-    /// To the journal's thread, which ends when the journal is dropped.
-    appends: Sender<Append>,
-}
-
-/// A running job's snapshots on their way to the journal's thread.
-struct Append {
-    record: Vec<u8>,
-    rows: Vec<SnapshotRow>,
-    written: oneshot::Sender<std::result::Result<(), String>>,
 }
 
 struct Inner {
@@ -82,10 +66,9 @@ pub fn paths(database: &str) -> [PathBuf; 2] {
 }
 
 impl Journal {
-    /// Opens (creating) the journal of the database file `database` and starts its thread;
-    /// returns with it the rows a previous run left there, for `move_rows` before the hub
-    /// serves.
-    pub fn open(database: &str) -> Result<(Arc<Journal>, Vec<SnapshotRow>)> {
+    /// Opens (creating) the journal of the database file `database`, and returns with it the
+    /// rows a previous run left there, for `move_rows` before the hub serves.
+    pub fn open(database: &str) -> Result<(Journal, Vec<SnapshotRow>)> {
         let [first, second] = paths(database);
         let mut left = Vec::new();
         let mut open = |path: PathBuf| -> Result<(File, u64)> {
@@ -113,8 +96,7 @@ impl Journal {
         };
         let (a, a_len) = open(first)?;
         let (b, b_len) = open(second)?;
-        let (appends, queue) = std::sync::mpsc::channel();
-        let journal = Arc::new(Journal {
+        let journal = Journal {
             files: [a, b],
             inner: Mutex::new(Inner {
                 lengths: [a_len, b_len],
@@ -122,13 +104,7 @@ impl Journal {
                 pending: Vec::new(),
             }),
             unmoved: AtomicUsize::new(0),
-            appends,
-        });
-        let weak = Arc::downgrade(&journal);
-        std::thread::Builder::new()
-            .name("backwatch-journal".into())
-            .spawn(move || append_forever(weak, queue))
-            .map_err(|e| Error::Internal(format!("starting the snapshot journal: {e}")))?;
+        };
         Ok((journal, left))
     }
 
@@ -144,8 +120,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends a running job's new snapshots; once this resolves they survive a crash.
-    pub async fn append(&self, job_id: &str, points: &[Point]) -> Result<()> {
+    /// Appends a running job's new snapshots; once this returns they survive a crash.
+    pub fn append(&self, job_id: &str, points: &[Point]) -> Result<()> {
         let rows: Vec<SnapshotRow> = points.iter().map(|p| SnapshotRow::new(job_id, p)).collect();
         let mut record = Vec::with_capacity(64 * rows.len());
         for row in &rows {
@@ -156,43 +132,16 @@ impl Journal {
                 "the database has not taken snapshots for a while; retry later".into(),
             ));
         }
-        let (written, answer) = oneshot::channel();
-        let stopped = || Error::Unavailable("snapshot journal: its thread has stopped".into());
-        self.appends
-            .send(Append {
-                record,
-                rows,
-                written,
-            })
-            .map_err(|_| stopped())?;
-        match answer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Unavailable(format!("snapshot journal: {e}"))),
-            Err(_) => Err(stopped()),
-        }
-    }
-
-    /// Writes the records of `batch` with one call, on the journal's thread.
-    fn write(&self, batch: &mut [Append]) -> std::result::Result<(), String> {
-        let record = match batch {
-            [one] => std::mem::take(&mut one.record),
-            _ => batch
-                .iter()
-                .flat_map(|a| a.record.iter().copied())
-                .collect(),
-        };
         let mut inner = self.lock();
         let n = inner.current;
         if let Err(e) = (&self.files[n]).write_all(&record) {
             // A partial record would hide every later one from a replay: cut it off.
             let _ = self.files[n].set_len(inner.lengths[n]);
-            return Err(e.to_string());
+            return Err(Error::Unavailable(format!("snapshot journal: {e}")));
         }
         inner.lengths[n] += record.len() as u64;
-        for append in batch {
-            self.unmoved.fetch_add(append.rows.len(), Ordering::Relaxed);
-            inner.pending.append(&mut append.rows);
-        }
+        self.unmoved.fetch_add(rows.len(), Ordering::Relaxed);
+        inner.pending.extend(rows);
         Ok(())
     }
 
@@ -235,22 +184,6 @@ impl Journal {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The journal's thread: writes the appends waiting, then tells each of them.
-fn append_forever(journal: Weak<Journal>, queue: Receiver<Append>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter());
-        let Some(journal) = journal.upgrade() else {
-            return;
-        };
-        let written = journal.write(&mut batch);
-        drop(journal);
-        for append in batch {
-            let _ = append.written.send(written.clone());
-        }
     }
 }
 
@@ -410,15 +343,6 @@ mod tests {
         row("x", sequence as i64).into_point()
     }
 
-    /// Appends and waits until the journal's thread has written.
-    fn append(journal: &Journal, job_id: &str, points: &[Point]) {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(journal.append(job_id, points))
-            .unwrap();
-    }
-
     fn sequences(rows: &[SnapshotRow]) -> Vec<(String, i64)> {
         rows.iter()
             .map(|r| (r.job_id.clone(), r.sequence))
@@ -431,19 +355,19 @@ mod tests {
         let database = dir.path().join("bw.db").display().to_string();
         let (journal, left) = Journal::open(&database).unwrap();
         assert!(left.is_empty());
-        append(&journal, "a", &[point(1), point(2)]);
+        journal.append("a", &[point(1), point(2)]).unwrap();
         let taken = journal.take().unwrap();
-        append(&journal, "b", &[point(3)]);
+        journal.append("b", &[point(3)]).unwrap();
         journal.moved(taken);
         assert!(journal.has_unmoved(), "b is not moved yet");
         // A failed commit puts its rows back in front of later ones.
         let taken = journal.take().unwrap();
-        append(&journal, "c", &[point(4)]);
+        journal.append("c", &[point(4)]).unwrap();
         journal.put_back(taken);
         let taken = journal.take().unwrap();
         assert_eq!(sequences(&taken.rows), [("b".into(), 3), ("c".into(), 4)]);
         journal.put_back(taken);
-        append(&journal, "d", &[point(5)]);
+        journal.append("d", &[point(5)]).unwrap();
         drop(journal);
 
         // A crash here: what was moved is gone from the files, the rest comes back.

@@ -134,7 +134,7 @@ impl Writer {
                     );
                 }
                 journal.clear()?;
-                Some(journal)
+                Some(Arc::new(journal))
             }
             None => None,
         };
@@ -995,11 +995,7 @@ mod tests {
                 progress_percent: 1.0,
                 phase: "transfer".into(),
             };
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-                .block_on(journal.append("job-1", &[point]))
-                .unwrap();
+            journal.append("job-1", &[point]).unwrap();
             let deadline = Instant::now() + std::time::Duration::from_secs(10);
             while journal.has_unmoved() && Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(10));
