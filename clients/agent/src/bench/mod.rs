@@ -115,7 +115,7 @@ impl Scale {
                 saturate_for: s(3),
                 concurrency: 32,
                 fleets: vec![1_000],
-                fleet_for: s(5),
+                fleet_for: s(6),
                 watchers: 500,
                 watch_for: s(5),
                 rollup_jobs: 1,
@@ -357,8 +357,8 @@ async fn paced_phase(
     let slice = scale.fleet_for / PACED_ROUNDS as u32;
     println!(
         "\n[2] paced fleet: {jobs} jobs created, then reporting every {:?} ({offered:.0} reports/s offered), \
-         hub and no-op taking turns of {slice:?} ({PACED_ROUNDS} each, first {:?} of a turn not measured)",
-        scale.interval, scale.interval
+         hub and no-op taking turns of {slice:?} ({PACED_ROUNDS} each, first {TURN_WARMUP:?} of a turn not measured)",
+        scale.interval
     );
     let prefix = format!("fleet{jobs}-{stamp}");
     let mut created = Vec::new();
@@ -403,9 +403,7 @@ async fn paced_phase(
                 resume,
                 scale.interval,
                 slice,
-                // The first round of reports after the other side's turn is not measured:
-                // every job that became due for a snapshot while silent stores one in it.
-                scale.interval,
+                TURN_WARMUP,
             )
             .await;
             println!(
@@ -483,8 +481,15 @@ async fn paced_phase(
     ]
 }
 
-/// Turns each of hub and no-op takes in a paced phase.
-const PACED_ROUNDS: usize = 2;
+/// Turns each of hub and no-op takes in a paced phase: more, shorter turns spread what else the
+/// machine does over both sides more evenly. A turn lasts a whole number of intervals (6 s), so
+/// the paused fleet resumes each job where its own 3-s cycle stood.
+const PACED_ROUNDS: usize = 3;
+
+/// Not measured at the start of a paced turn: the server sat idle through the other side's
+/// turn. (There is no snapshot burst to skip: the fleet's clock is held back by its pause, so
+/// no job became due for a snapshot while silent.)
+const TURN_WARMUP: Duration = Duration::from_secs(1);
 
 /// Waits until the hub has worked off what a phase queued (at most 30 s): a job creation, which
 /// waits for its commit behind every queued write, answers within 20 ms.
