@@ -179,3 +179,28 @@ async fn the_load_generators_client_is_answered_and_refused_like_a_grpc_client()
         .await
         .unwrap();
 }
+
+/// A load run outlives a hub restart: the lean client opens its connection again.
+#[tokio::test]
+async fn the_load_generators_client_reconnects_after_a_hub_restart() {
+    use backwatch_agent::loadgen::running_report;
+    use backwatch_agent::wire::ReportLine;
+    let mut hub = spawn_hub().await;
+    let _ = hub.client().await;
+    let options = backwatch_agent::HubOptions::new(hub.url());
+    let mut line = ReportLine::connect(&options).await.unwrap();
+    let now = std::time::SystemTime::now();
+    line.report(&running_report("wire-r", "vm-wire", 1, now))
+        .await
+        .unwrap();
+    hub.restart().await;
+    let mut sequence = 2;
+    // The first call after the restart may fail on the old connection; a later one is answered.
+    eventually(Duration::from_secs(10), || {
+        sequence += 1;
+        let mut line = line.clone();
+        let report = running_report("wire-r", "vm-wire", sequence, now);
+        async move { line.report(&report).await.ok() }
+    })
+    .await;
+}
