@@ -3,6 +3,8 @@
 
 use crate::common::*;
 use backwatch::proto::{self, GetHistoryRequest, JobStatus, WatchJobRequest};
+use backwatch_agent::loadgen::{running_report, terminal_report};
+use backwatch_agent::wire::ReportLine;
 use prost::Message;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,17 +143,21 @@ async fn grpc_web_over_http1_serves_unary_and_streaming_calls() {
     assert!(fr.last().unwrap().0, "trailers end the stream");
 }
 
+/// A line of the load generator's lean client to `hub`, once the hub serves.
+async fn line_to(hub: &TestHub) -> ReportLine {
+    let _ = hub.client().await;
+    let options = backwatch_agent::HubOptions::new(hub.url());
+    ReportLine::connect(&options).await.unwrap()
+}
+
 /// The benchmark's lean client frames gRPC itself: an accepted report must be stored and a
 /// refused one must come back with the hub's code and message, or the benchmark would count
 /// refusals as answers (or answers as errors).
 #[tokio::test]
 async fn the_load_generators_client_is_answered_and_refused_like_a_grpc_client() {
-    use backwatch_agent::loadgen::{running_report, terminal_report};
-    use backwatch_agent::wire::ReportLine;
     let hub = spawn_hub().await;
+    let line = line_to(&hub).await;
     let mut client = hub.client().await;
-    let options = backwatch_agent::HubOptions::new(hub.url());
-    let mut line = ReportLine::connect(&options).await.unwrap();
     let now = std::time::SystemTime::now();
     line.report(&running_report("wire-1", "vm-wire", 1, now))
         .await
@@ -183,12 +189,8 @@ async fn the_load_generators_client_is_answered_and_refused_like_a_grpc_client()
 /// A load run outlives a hub restart: the lean client opens its connection again.
 #[tokio::test]
 async fn the_load_generators_client_reconnects_after_a_hub_restart() {
-    use backwatch_agent::loadgen::running_report;
-    use backwatch_agent::wire::ReportLine;
     let mut hub = spawn_hub().await;
-    let _ = hub.client().await;
-    let options = backwatch_agent::HubOptions::new(hub.url());
-    let mut line = ReportLine::connect(&options).await.unwrap();
+    let line = line_to(&hub).await;
     let now = std::time::SystemTime::now();
     line.report(&running_report("wire-r", "vm-wire", 1, now))
         .await
@@ -198,7 +200,7 @@ async fn the_load_generators_client_reconnects_after_a_hub_restart() {
     // The first call after the restart may fail on the old connection; a later one is answered.
     eventually(Duration::from_secs(10), || {
         sequence += 1;
-        let mut line = line.clone();
+        let line = line.clone();
         let report = running_report("wire-r", "vm-wire", sequence, now);
         async move { line.report(&report).await.ok() }
     })

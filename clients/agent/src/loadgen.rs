@@ -268,7 +268,7 @@ pub async fn create_jobs(
     let workers = in_flight.clamp(1, jobs.max(1));
     let mut tasks = JoinSet::new();
     for w in 0..workers {
-        let mut line = lines[w % lines.len()].clone();
+        let line = lines[w % lines.len()].clone();
         let prefix = prefix.to_string();
         tasks.spawn(async move {
             let mut part = Part::default();
@@ -363,7 +363,7 @@ pub async fn paced(
                 ),
             };
             let (busy, done) = (busy.clone(), done_tx.clone());
-            let mut line = lines[i % lines.len()].clone();
+            let line = lines[i % lines.len()].clone();
             tokio::spawn(async move {
                 let sent = Instant::now();
                 let result = line.report(&request).await;
@@ -395,7 +395,7 @@ pub async fn saturated(
     let (measure_from, end) = (started + warmup, started + duration);
     let mut tasks = JoinSet::new();
     for i in 0..concurrency {
-        let mut line = lines[i % lines.len()].clone();
+        let line = lines[i % lines.len()].clone();
         let job_id = format!("{prefix}-{i}");
         let machine = machine_of(prefix, i);
         tasks.spawn(async move {

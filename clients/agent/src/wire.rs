@@ -111,18 +111,18 @@ impl ReportLine {
         if e.is_io() || e.is_go_away() || e.reason().is_none() {
             *self.lock() = None;
         }
-        transport(e)
+        Status::unavailable(e.to_string())
     }
 
     /// Sends one report and waits for its answer; the answer's content is not decoded.
-    pub async fn report(&mut self, report: &ReportProgressRequest) -> Result<(), Status> {
+    pub async fn report(&self, report: &ReportProgressRequest) -> Result<(), Status> {
         match tokio::time::timeout(self.shared.timeout, self.call(report)).await {
             Ok(result) => result,
             Err(_) => Err(Status::cancelled("timeout expired")),
         }
     }
 
-    async fn call(&mut self, report: &ReportProgressRequest) -> Result<(), Status> {
+    async fn call(&self, report: &ReportProgressRequest) -> Result<(), Status> {
         let len = report.encoded_len();
         let mut message = BytesMut::with_capacity(5 + len);
         message.put_u8(0);
@@ -192,24 +192,11 @@ async fn open(host: &str) -> Result<SendRequest<Bytes>, LineError> {
     Ok(send)
 }
 
-/// The call's outcome from `grpc-status` / `grpc-message`, when present.
+/// The call's outcome from `grpc-status` (with `grpc-message` decoded), when present.
 fn grpc_status(headers: &HeaderMap) -> Option<Result<(), Status>> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    if code == 0 {
-        return Some(Ok(()));
-    }
-    let message = headers
-        .get("grpc-message")
-        .and_then(|m| m.to_str().ok())
-        .unwrap_or_default();
-    Some(Err(Status::new(Code::from(code), message.to_string())))
-}
-
-fn transport(e: h2::Error) -> Status {
-    Status::unavailable(e.to_string())
+    let status = Status::from_header_map(headers)?;
+    Some(match status.code() {
+        Code::Ok => Ok(()),
+        _ => Err(status),
+    })
 }

@@ -495,7 +495,7 @@ const TURN_WARMUP: Duration = Duration::from_secs(1);
 /// waits for its commit behind every queued write, answers within 20 ms.
 async fn settle(hubs: &[ReportLine], prefix: &str) {
     let started = Instant::now();
-    let mut client = hubs[0].clone();
+    let client = &hubs[0];
     for k in 0.. {
         let probe = running_report(
             &format!("{prefix}-settle-{k}"),
@@ -667,7 +667,7 @@ async fn rollup_phase(
     let filled = Instant::now();
     let mut fills = JoinSet::new();
     for j in 0..scale.rollup_jobs {
-        let mut client = clients[j % clients.len()].clone();
+        let client = clients[j % clients.len()].clone();
         let job_id = format!("rollup-{stamp}-{j}");
         fills.spawn(async move {
             let base = SystemTime::now() - Duration::from_secs(30 * (points - 1) + 20);
@@ -705,7 +705,7 @@ async fn rollup_phase(
     // into the table). What is measured is the rollup, not that backlog.
     settle(clients, &format!("rollup-{stamp}")).await;
     let mut rollups = Vec::new();
-    for (mut client, job_id) in jobs {
+    for (client, job_id) in jobs {
         let sent = Instant::now();
         match client
             .report(&terminal_report(
@@ -827,7 +827,7 @@ async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first
     let base = SystemTime::now() - Duration::from_secs(30 * HISTORY + 60);
     let mut fills = JoinSet::new();
     for (w, chunk) in ids.chunks(ids.len().div_ceil(64)).enumerate() {
-        let mut client = clients[w % clients.len()].clone();
+        let client = clients[w % clients.len()].clone();
         let chunk = chunk.to_vec();
         fills.spawn(async move {
             for job_id in chunk {
@@ -870,7 +870,7 @@ async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first
     let fired = fleet_started.elapsed();
     let mut storm = JoinSet::new();
     for (i, job_id) in ids.into_iter().enumerate() {
-        let mut client = clients[i % clients.len()].clone();
+        let client = clients[i % clients.len()].clone();
         storm.spawn(async move {
             let sent = Instant::now();
             let result = client
@@ -910,7 +910,7 @@ async fn store_jobs(clients: &[ReportLine], scale: &Scale, stamp: u128) -> (Stri
     let mut workers = JoinSet::new();
     let per_worker = scale.stored_jobs.div_ceil(64);
     for w in 0..scale.stored_jobs.div_ceil(per_worker) {
-        let mut client = clients[w % clients.len()].clone();
+        let client = clients[w % clients.len()].clone();
         let jobs: Vec<String> = (w * per_worker..((w + 1) * per_worker).min(scale.stored_jobs))
             .map(|j| format!("stored-{stamp}-{j}"))
             .collect();
