@@ -25,6 +25,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let (Command::Serve(config) | Command::Demo(config)) = &cli.command;
     init_logs(&config.log_format);
@@ -39,6 +40,20 @@ async fn main() -> std::process::ExitCode {
             eprintln!("backwatch: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Keeps this process off transparent huge pages (Linux; elsewhere nothing). mimalloc advises
+/// them for its arenas, and the first touch of each 2 MiB page has the kernel zero all of it
+/// while the touching thread waits: 0.5-2 ms on a runtime worker or the writer thread each time
+/// the heap grows. The first rollup of a 24-hour job right after its 2,880 snapshots were
+/// stored read them in 15-20 ms of CPU, nearly all of it zeroing pages (perf), against 1.2-1.8
+/// ms otherwise; its worst terminal round trip went from 13-37 ms to 4.4-4.9 ms (5 runs each).
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; it sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 

@@ -60,6 +60,22 @@ struct Acked {
     ended: Option<JobStatus>,
 }
 
+/// A hub on transparent huge pages stalls a worker or the writer for the zeroing of 2 MiB each
+/// time its heap grows (see `no_transparent_huge_pages` in `main.rs`).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_hub_process_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(&dir);
+    let hub = start_process(&database.url).await;
+    let pid = hub.child.id().expect("the hub is running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        return; // a kernel older than 5.0 does not say
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
+
 #[tokio::test]
 async fn kill_minus_nine_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

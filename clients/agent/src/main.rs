@@ -12,7 +12,8 @@ use backwatch_agent::{bench, loadgen, noop, Reporter, ReporterConfig};
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc, as in the hub: the no-op baseline server runs in this binary, so hub and no-op
-/// are compared on the same allocator.
+/// are compared on the same allocator, and both without transparent huge pages
+/// (`no_transparent_huge_pages`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -163,6 +164,7 @@ impl HubArgs {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    no_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -344,4 +346,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Keeps this process off transparent huge pages (Linux), as the hub does: the no-op baseline
+/// must not pay for page faults the hub no longer pays for, nor the reverse.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; it sets a flag of this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
