@@ -233,7 +233,13 @@ async fn run_on(
         rows.extend(rollup_phase(&hubs, &scale, stamp, &mut broken).await);
     }
     if options.runs(Phase::Storm) {
-        rows.extend(storm_phase(&hubs, &noops, &scale, stamp, &mut broken).await);
+        // The ending jobs are other agents than the running fleet's: they report over
+        // connections of their own, so the fleet's calls do not queue behind theirs.
+        let enders = (
+            lines(&hub.url, options.connections).await?,
+            lines(&noop_url, options.connections).await?,
+        );
+        rows.extend(storm_phase(&hubs, &noops, &enders, &scale, stamp, &mut broken).await);
     }
 
     // 5. Storage.
@@ -747,6 +753,7 @@ async fn rollup_phase(
 async fn storm_phase(
     hubs: &[ReportLine],
     noops: &[ReportLine],
+    (hub_enders, noop_enders): &(Vec<ReportLine>, Vec<ReportLine>),
     scale: &Scale,
     stamp: u128,
     broken: &mut Vec<String>,
@@ -755,8 +762,9 @@ async fn storm_phase(
         "\n[4b] storm: {} jobs ending at once while {} jobs report every {:?}, on the hub, then the same on the no-op",
         scale.storm_jobs, scale.storm_fleet, scale.interval
     );
-    let hub = storm(hubs, scale, &format!("storm-{stamp}"), true).await;
-    let noop = storm(noops, scale, &format!("storm-{stamp}"), false).await;
+    let prefix = format!("storm-{stamp}");
+    let hub = storm(hubs, hub_enders, scale, &prefix, true).await;
+    let noop = storm(noops, noop_enders, scale, &prefix, false).await;
     for (name, run) in [("hub", &hub), ("no-op", &noop)] {
         println!(
             "    {name:5} storm took {} ; terminal reports {}{}",
@@ -816,9 +824,16 @@ struct Storm {
     during: Latencies,
 }
 
-/// Jobs with 20 stored snapshots each end at once, a third into a paced fleet's run.
-/// `settle_first`: let the hub work off its backlog before the fleet starts (not the no-op).
-async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first: bool) -> Storm {
+/// Jobs with 20 stored snapshots each end at once, a third into a paced fleet's run. The fleet
+/// reports over `clients`, the ending jobs over `enders`. `settle_first`: let the hub work off
+/// its backlog before the fleet starts (not the no-op).
+async fn storm(
+    clients: &[ReportLine],
+    enders: &[ReportLine],
+    scale: &Scale,
+    prefix: &str,
+    settle_first: bool,
+) -> Storm {
     const HISTORY: u64 = 20;
     let ids: Vec<String> = (0..scale.storm_jobs)
         .map(|i| format!("{prefix}-{i}"))
@@ -827,7 +842,7 @@ async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first
     let base = SystemTime::now() - Duration::from_secs(30 * HISTORY + 60);
     let mut fills = JoinSet::new();
     for (w, chunk) in ids.chunks(ids.len().div_ceil(64)).enumerate() {
-        let client = clients[w % clients.len()].clone();
+        let client = enders[w % enders.len()].clone();
         let chunk = chunk.to_vec();
         fills.spawn(async move {
             for job_id in chunk {
@@ -870,7 +885,7 @@ async fn storm(clients: &[ReportLine], scale: &Scale, prefix: &str, settle_first
     let fired = fleet_started.elapsed();
     let mut storm = JoinSet::new();
     for (i, job_id) in ids.into_iter().enumerate() {
-        let client = clients[i % clients.len()].clone();
+        let client = enders[i % enders.len()].clone();
         storm.spawn(async move {
             let sent = Instant::now();
             let result = client
