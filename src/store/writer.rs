@@ -385,9 +385,10 @@ fn run(
         // - The move: at 50,000 jobs, 3 same-run pairs, report p99 1.39-1.61 -> 1.23-1.45 ms
         //   (no-op 1.05-1.18).
         // - Rollups: 1,000 jobs ending at once keep the writer busy ~100 ms. Beside a fleet of
-        //   10,000 jobs, the fleet's per-10-ms p99 over that time was 0.6-1.6 ms at the
-        //   writer's own priority and 0.2-0.5 ms (as before the storm) at the lowest; the
-        //   ended jobs' answers took ~10 % longer (storm 90-105 -> 90-137 ms).
+        //   10,000 jobs, the fleet's p99 per 10-ms window over that time was 0.3-1.6 ms
+        //   (median 0.72) at the writer's own priority and 0.3-0.96 ms (median 0.35) at the
+        //   lowest, against 0.2-0.6 ms before the storm; the storm was answered in 92-143 ms
+        //   before and 92-159 ms after.
         let background = nice.is_some() && batch.iter().all(|p| p.background || p.is_rollup());
         if background {
             set_thread_nice(LOWEST_PRIORITY);
