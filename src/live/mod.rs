@@ -106,28 +106,42 @@ impl LiveJobs {
     /// One pass for the stall sweep: drops the slots of jobs that ended more than `ended_for`
     /// ago (and empty ones), and returns the running jobs whose last report reached this hub
     /// before `silent_since` (hub clock) and how many jobs are running. A slot locked by a
-    /// report or a read is kept and counted as running.
+    /// report or a read is kept and counted as running. The table is read under its shards'
+    /// shared locks, which reports finding their job take too; the slots found droppable are
+    /// then removed one at a time, checked again. (The sweep runs at the lowest priority: an
+    /// exclusive lock held for a whole shard, as `retain` does, would hold up every report on
+    /// that shard while the sweep waited for a core.)
     pub fn sweep(&self, ended_for: std::time::Duration, silent_since: Millis) -> Swept {
+        let droppable = |job: Option<&LiveJob>| match job {
+            None => true,
+            Some(j) => {
+                j.state.status.is_terminal()
+                    && j.ended_seen.is_some_and(|t| t.elapsed() >= ended_for)
+            }
+        };
         let mut swept = Swept::default();
-        self.slots.retain(|id, s| match s.try_lock() {
-            Ok(g) => match g.as_ref() {
-                None => false,
-                Some(j) if j.state.status.is_terminal() => {
-                    j.ended_seen.is_none_or(|t| t.elapsed() < ended_for)
-                }
-                Some(j) => {
+        let mut dropped = Vec::new();
+        for entry in self.slots.iter() {
+            let Ok(guard) = entry.value().try_lock() else {
+                swept.running += 1;
+                continue;
+            };
+            match guard.as_ref() {
+                Some(j) if !j.state.status.is_terminal() => {
                     swept.running += 1;
                     if j.state.last_received_at < silent_since {
-                        swept.silent.push(id.clone());
+                        swept.silent.push(entry.key().clone());
                     }
-                    true
                 }
-            },
-            Err(_) => {
-                swept.running += 1;
-                true
+                job if droppable(job) => dropped.push(entry.key().clone()),
+                _ => {}
             }
-        });
+        }
+        for id in dropped {
+            self.slots.remove_if(&id, |_, s| {
+                s.try_lock().is_ok_and(|g| droppable(g.as_ref()))
+            });
+        }
         swept
     }
 

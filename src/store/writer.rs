@@ -44,7 +44,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// and reports waited for a core meanwhile.
 const MOVE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Nice value of background work: it takes only CPU time no report wants.
-const LOWEST_PRIORITY: i32 = 19;
+pub(crate) const LOWEST_PRIORITY: i32 = 19;
 /// The copy beside the writer goes over the log again while more than this many pages were
 /// committed during its last pass, so that the writer's own step has only a few left.
 const LEAVE_TO_WRITER: u64 = 64;
@@ -268,7 +268,7 @@ fn thread_nice() -> Option<i32> {
 }
 
 /// Sets the calling thread's nice value (Linux; elsewhere nothing); false when refused.
-fn set_thread_nice(nice: i32) -> bool {
+pub(crate) fn set_thread_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system call on this thread's own id, no memory involved.
     unsafe {
