@@ -641,7 +641,7 @@ impl Hub {
 /// Runs `work` on a thread of its own at the lowest CPU priority (nice 19), for the stall
 /// sweep (a thread a sweep: one every 250 ms to 30 s). Measured at 50,000 jobs with a sweep
 /// every 2 s (stall timeout 8 s), 28 s each: 100-ms windows whose report p99 was above 4 ms,
-/// 7-24 in 4 runs with the sweep on the runtime's blocking pool at normal priority, 4-5 in 2
+/// 6-24 in 7 runs with the sweep on the runtime's blocking pool at normal priority, 4-5 in 2
 /// runs here (0 with the default sweep every 30 s); the runs' p99 1.40-2.23 -> 1.16-1.17 ms.
 /// Elsewhere than on Linux it runs at normal priority.
 async fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
