@@ -475,7 +475,7 @@ impl Hub {
         let cutoff = now_millis() - self.settings.stall_timeout.as_millis() as Millis;
         // Background work: a pass over every job in memory (7-8 ms of CPU at 50,000 jobs) and
         // a query, on a thread of its own at the lowest CPU priority, so that it takes no core
-        // a report wants (see `in_background`).
+        // a report wants (see `on_sweep_thread`).
         //
         // On a shared database the rows carry every report's time and name the silent jobs,
         // other hubs' too, a batch per sweep. On SQLite every job this hub has heard of since
@@ -486,7 +486,7 @@ impl Hub {
         // count more running jobs than memory holds: at 50,000 running jobs the list took
         // ~13 ms of CPU every sweep, the count ~2 ms.
         let (shared, live, store) = (self.shared, self.live.clone(), self.store.clone());
-        let (mut ids, listed) = in_background(move || -> Result<_> {
+        let (mut ids, listed) = on_sweep_thread(move || -> Result<_> {
             let swept = live.sweep(KEEP_ENDED, cutoff);
             let mut conn = store.connection()?;
             let c = &mut *conn;
@@ -644,7 +644,9 @@ impl Hub {
 /// 6-24 in 7 runs with the sweep on the runtime's blocking pool at normal priority, 4-5 in 2
 /// runs here (0 with the default sweep every 30 s); the runs' p99 1.40-2.23 -> 1.16-1.17 ms.
 /// Elsewhere than on Linux it runs at normal priority.
-async fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+async fn on_sweep_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("backwatch-sweep".into())

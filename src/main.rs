@@ -47,8 +47,9 @@ async fn main() -> std::process::ExitCode {
 /// them for its arenas, and the first touch of each 2 MiB page has the kernel zero all of it
 /// while the touching thread waits: 0.5-2 ms on a runtime worker or the writer thread each time
 /// the heap grows. The first rollup of a 24-hour job right after its 2,880 snapshots were
-/// stored read them in 15-20 ms of CPU, nearly all of it zeroing pages (perf), against 1.2-1.8
-/// ms otherwise; its worst terminal round trip went from 13-37 ms to 4.4-4.9 ms (5 runs each).
+/// stored read them in up to 21 ms of CPU, nearly all of it zeroing pages (perf), against
+/// 1.2-1.8 ms otherwise; the bench's worst terminal round trip was 4.4-37 ms (above 9 ms in 11
+/// of 14 runs), and 4.0-4.9 ms in 9 runs without huge pages.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with integer arguments only; it sets a flag of this process.
