@@ -648,13 +648,10 @@ async fn on_sweep_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
     let (done, result) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("backwatch-sweep".into())
-        .spawn(move || {
-            crate::store::writer::set_thread_nice(crate::store::writer::LOWEST_PRIORITY);
-            let _ = done.send(work());
-        })
-        .map_err(|e| Error::Internal(format!("stall sweep: {e}")))?;
+    crate::store::writer::background_thread("backwatch-sweep", move || {
+        let _ = done.send(work());
+    })
+    .map_err(|e| Error::Internal(format!("stall sweep: {e}")))?;
     result
         .await
         .map_err(|_| Error::Internal("stall sweep: its thread stopped".into()))

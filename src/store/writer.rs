@@ -44,7 +44,7 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// and reports waited for a core meanwhile.
 const MOVE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Nice value of background work: it takes only CPU time no report wants.
-pub(crate) const LOWEST_PRIORITY: i32 = 19;
+const LOWEST_PRIORITY: i32 = 19;
 /// The copy beside the writer goes over the log again while more than this many pages were
 /// committed during its last pass, so that the writer's own step has only a few left.
 const LEAVE_TO_WRITER: u64 = 64;
@@ -144,10 +144,10 @@ impl Writer {
         if let Some(journal) = &journal {
             let (store, copied) = (store.clone(), copied.clone());
             let (journal, writer) = (journal.clone(), tx.downgrade());
-            std::thread::Builder::new()
-                .name("backwatch-checkpoint".into())
-                .spawn(move || checkpoints(store, journal, writer, copied, stopped))
-                .expect("spawning the checkpoint thread");
+            background_thread("backwatch-checkpoint", move || {
+                checkpoints(store, journal, writer, copied, stopped)
+            })
+            .expect("spawning the checkpoint thread");
         }
         let moves = journal.clone();
         std::thread::Builder::new()
@@ -214,7 +214,6 @@ fn checkpoints(
     copied: Arc<AtomicBool>,
     stopped: std::sync::mpsc::Receiver<()>,
 ) {
-    set_thread_nice(LOWEST_PRIORITY);
     let mut last_copy = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(MOVE_EVERY) {
         if journal.has_unmoved() {
@@ -253,6 +252,21 @@ fn checkpoints(
     }
 }
 
+/// Starts a thread for background work (the checkpoints, the stall sweep) at the lowest CPU
+/// priority: it takes only CPU time no report wants. A lowered thread never goes back up, so
+/// this needs no privilege.
+pub(crate) fn background_thread(
+    name: &str,
+    work: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            set_thread_nice(LOWEST_PRIORITY);
+            work()
+        })
+}
+
 /// The calling thread's nice value (Linux; elsewhere, or where unreadable, none).
 fn thread_nice() -> Option<i32> {
     #[cfg(target_os = "linux")]
@@ -268,7 +282,7 @@ fn thread_nice() -> Option<i32> {
 }
 
 /// Sets the calling thread's nice value (Linux; elsewhere nothing); false when refused.
-pub(crate) fn set_thread_nice(nice: i32) -> bool {
+fn set_thread_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system call on this thread's own id, no memory involved.
     unsafe {
