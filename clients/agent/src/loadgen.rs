@@ -36,6 +36,12 @@ impl Latencies {
         self.0.is_empty()
     }
 
+    /// These latencies and `other`'s, pooled.
+    pub fn pooled(mut self, other: Latencies) -> Latencies {
+        self.0.extend(other.0);
+        Latencies::new(self.0)
+    }
+
     /// The `q` quantile (0.5, 0.99); zero when empty.
     pub fn quantile(&self, q: f64) -> Duration {
         if self.0.is_empty() {
