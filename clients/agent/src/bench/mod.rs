@@ -389,12 +389,7 @@ async fn paced_phase(
     let mut turn_p99s: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     let mut paused: [(Duration, Option<Instant>); 2] = [(Duration::ZERO, None); 2];
     for round in 0..PACED_ROUNDS {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for on_hub in order {
+        for on_hub in turn_order(round) {
             let clients = if on_hub { hubs } else { noops };
             let (behind, since) = &mut paused[usize::from(on_hub)];
             *behind += since.map_or(Duration::ZERO, |t| t.elapsed());
@@ -485,6 +480,13 @@ async fn paced_phase(
             target: "<= 1.5x no-op",
         },
     ]
+}
+
+/// Whether the hub goes first (`true`) or second in round `round`: hub, no-op, no-op, hub, …
+/// so that a change in what else the machine does weighs on both alike.
+fn turn_order(round: usize) -> [bool; 2] {
+    let hub_first = round.is_multiple_of(2);
+    [hub_first, !hub_first]
 }
 
 /// Turns each of hub and no-op takes in a paced phase: more, shorter turns spread what else the
@@ -769,12 +771,7 @@ async fn storm_phase(
     let (mut hub, mut noop): (Option<Storm>, Option<Storm>) = (None, None);
     let mut storm_p99s: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for round in 0..STORMS {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for on_hub in order {
+        for on_hub in turn_order(round) {
             let prefix = format!("storm-{stamp}-{round}");
             let run = if on_hub {
                 storm(hubs, hub_enders, scale, &prefix, true).await
