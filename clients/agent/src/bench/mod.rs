@@ -768,16 +768,17 @@ async fn storm_phase(
     // A storm's fleet p99 is decided by the few dozen reports the burst of endings touches,
     // so one storm a side gives a wide spread; the storms' reports are pooled, each storm's
     // p99 shown beside the verdict as the paced turns' are.
-    let (mut hub, mut noop): (Option<Storm>, Option<Storm>) = (None, None);
-    let mut storm_p99s: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    // Index 1: the hub's storms, 0: the no-op's.
+    let mut runs: [Vec<Storm>; 2] = [Vec::new(), Vec::new()];
     for round in 0..STORMS {
         for on_hub in turn_order(round) {
             let prefix = format!("storm-{stamp}-{round}");
-            let run = if on_hub {
-                storm(hubs, hub_enders, scale, &prefix, true).await
+            let (clients, enders) = if on_hub {
+                (hubs, hub_enders)
             } else {
-                storm(noops, noop_enders, scale, &prefix, false).await
+                (noops, noop_enders)
             };
+            let run = storm(clients, enders, scale, &prefix, on_hub).await;
             let name = if on_hub { "hub" } else { "no-op" };
             println!(
                 "    {name:5} storm took {} ; terminal reports {}{}",
@@ -793,18 +794,21 @@ async fn storm_phase(
                 "    {name:5} fleet during the storm {}",
                 run.during.summary()
             );
-            storm_p99s[usize::from(on_hub)].push(ms(run.during.quantile(0.99)));
-            let side = if on_hub { &mut hub } else { &mut noop };
-            *side = Some(match side.take() {
-                Some(before) => before.pooled(run),
-                None => run,
-            });
+            runs[usize::from(on_hub)].push(run);
         }
     }
-    let (hub, noop) = (
-        hub.expect("at least one storm"),
-        noop.expect("at least one storm"),
-    );
+    let storm_p99s = |side: &[Storm]| {
+        side.iter()
+            .map(|run| ms(run.during.quantile(0.99)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let p99s = [storm_p99s(&runs[0]), storm_p99s(&runs[1])];
+    let [noop, hub] = runs.map(|side| {
+        side.into_iter()
+            .reduce(Storm::pooled)
+            .expect("at least one storm")
+    });
     check(
         broken,
         "storm: no terminal report answered",
@@ -828,8 +832,8 @@ async fn storm_phase(
         result: format!(
             "{ratio:.2}x {} (storms: hub {}, no-op {} ; longest storm {} ; enders p99 {})",
             verdict(ratio <= 1.5),
-            storm_p99s[1].join(" / "),
-            storm_p99s[0].join(" / "),
+            p99s[1],
+            p99s[0],
             ms(hub.took),
             ms(hub.enders.quantile(0.99))
         ),
