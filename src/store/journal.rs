@@ -192,30 +192,60 @@ impl Journal {
 /// running (ended and rolled up in that same window).
 pub fn move_rows(conn: &mut SqliteConnection, rows: &[SnapshotRow]) -> QueryResult<()> {
     for chunk in rows.chunks(MOVE_CHUNK) {
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT OR IGNORE INTO job_telemetry_snapshots (job_id, sampled_at_ms, sequence, \
-             bytes_transferred, transfer_speed_bps, progress_percent, phase) \
-             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
-             FROM (VALUES {values}) AS v \
-             WHERE EXISTS (SELECT 1 FROM backup_jobs j \
-                           WHERE j.job_id = v.column1 AND j.status = 'running')"
-        );
-        let mut query = diesel::sql_query(sql).into_boxed::<Sqlite>();
-        for row in chunk {
-            query = query
-                .bind::<Text, _>(row.job_id.as_str())
-                .bind::<BigInt, _>(row.sampled_at_ms)
-                .bind::<BigInt, _>(row.sequence)
-                .bind::<BigInt, _>(row.bytes_transferred)
-                .bind::<BigInt, _>(row.transfer_speed_bps)
-                .bind::<Double, _>(row.progress_percent)
-                .bind::<Text, _>(row.phase.as_str());
-        }
-        query.execute(conn)?;
+        MoveRows(chunk).execute(conn)?;
     }
     Ok(())
 }
+
+/// One insert statement of `move_rows`. Its text depends only on the number of rows, so the
+/// connection's statement cache keeps one prepared statement per chunk length: SQLite parses
+/// each once per connection instead of once per chunk (`sql_query` is never cached; parsing
+/// was a third of the move's CPU).
+struct MoveRows<'a>(&'a [SnapshotRow]);
+
+impl diesel::query_builder::QueryId for MoveRows<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<Sqlite> for MoveRows<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT OR IGNORE INTO job_telemetry_snapshots (job_id, sampled_at_ms, sequence, \
+             bytes_transferred, transfer_speed_bps, progress_percent, phase) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 \
+             FROM (VALUES ",
+        );
+        for (i, row) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(&row.job_id)?;
+            for value in [
+                &row.sampled_at_ms,
+                &row.sequence,
+                &row.bytes_transferred,
+                &row.transfer_speed_bps,
+            ] {
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(value)?;
+            }
+            out.push_sql(", ");
+            out.push_bind_param::<Double, _>(&row.progress_percent)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.phase)?;
+            out.push_sql(")");
+        }
+        out.push_sql(
+            ") AS v WHERE EXISTS (SELECT 1 FROM backup_jobs j \
+             WHERE j.job_id = v.column1 AND j.status = 'running')",
+        );
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for MoveRows<'_> {}
 
 fn journal_error(path: &std::path::Path, e: std::io::Error) -> Error {
     Error::Unavailable(format!("snapshot journal {}: {e}", path.display()))
