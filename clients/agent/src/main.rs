@@ -58,7 +58,7 @@ enum Command {
     /// lean client has no TLS).
     Loadgen {
         #[command(flatten)]
-        hub: HubArgs,
+        hub: HubAddress,
         /// Concurrent jobs (in saturated mode: reports in flight).
         #[arg(long, default_value_t = 1000)]
         jobs: usize,
@@ -135,14 +135,31 @@ enum Command {
     },
 }
 
+/// The hub and the agent's token.
 #[derive(Args)]
-struct HubArgs {
-    /// The hub, `http://host:port` or `https://host:port`.
+struct HubAddress {
+    /// The hub, `http://host:port` (`https://host:port` for the commands with TLS options).
     #[arg(long, env = "BACKWATCH_HUB", default_value = "http://127.0.0.1:50051")]
     hub: String,
     /// Agent token, sent as `authorization: Bearer …`.
     #[arg(long, env = "BACKWATCH_TOKEN")]
     token: Option<String>,
+}
+
+impl HubAddress {
+    fn options(self) -> HubOptions {
+        HubOptions {
+            token: self.token,
+            ..HubOptions::new(self.hub)
+        }
+    }
+}
+
+/// The hub, plain or over TLS (`https://host:port`).
+#[derive(Args)]
+struct HubArgs {
+    #[command(flatten)]
+    address: HubAddress,
     /// CA certificate (PEM) that signed the hub's certificate.
     #[arg(long, env = "BACKWATCH_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -154,10 +171,9 @@ struct HubArgs {
 impl HubArgs {
     fn options(self) -> HubOptions {
         HubOptions {
-            token: self.token,
             ca_file: self.ca_file,
             tls_domain: self.tls_domain,
-            ..HubOptions::new(self.hub)
+            ..self.address.options()
         }
     }
 }
