@@ -100,7 +100,7 @@ impl Hub {
     /// ReportProgress: validate, apply to live state, commit what SPEC 3 requires, acknowledge.
     pub async fn report(
         &self,
-        req: &proto::ReportProgressRequest,
+        req: proto::ReportProgressRequest,
     ) -> Result<proto::ReportProgressResponse> {
         let report = validate(req, now_millis())?;
         let slot = self.live.slot(&report.job_id);

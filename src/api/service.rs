@@ -30,7 +30,7 @@ impl TelemetryService for Service {
         &self,
         request: Request<proto::ReportProgressRequest>,
     ) -> Result<Response<proto::ReportProgressResponse>, Status> {
-        let ack = self.hub.report(request.get_ref()).await?;
+        let ack = self.hub.report(request.into_inner()).await?;
         crate::metrics::report_acknowledged(ack.duplicate);
         Ok(Response::new(ack))
     }

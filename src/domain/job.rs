@@ -165,7 +165,7 @@ impl JobState {
         self.last_sequence = report.sequence;
         self.last_report_at = sampled_at;
         self.last_received_at = report.received_at;
-        if !report.phase.is_empty() {
+        if phase_changed {
             self.phase = report.phase.clone();
         }
         self.progress_percent = report.progress_percent;

@@ -81,8 +81,9 @@ pub fn validate_machine(machine: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validates a request received at `now` (hub clock).
-pub fn validate(req: &proto::ReportProgressRequest, now: Millis) -> Result<Report> {
+/// Validates a request received at `now` (hub clock). Takes the request to move its strings
+/// into the report instead of copying them.
+pub fn validate(req: proto::ReportProgressRequest, now: Millis) -> Result<Report> {
     validate_job_id(&req.job_id)?;
     if req.sequence > i64::MAX as u64 {
         return Err(Error::invalid(
@@ -164,18 +165,18 @@ pub fn validate(req: &proto::ReportProgressRequest, now: Millis) -> Result<Repor
     };
     let machine_info = req.machine_info.as_ref().map(machine_facts).transpose()?;
     Ok(Report {
-        job_id: req.job_id.clone(),
+        job_id: req.job_id,
         sequence: req.sequence,
         sampled_at,
         received_at: now,
         status,
-        phase: req.phase.clone(),
+        phase: req.phase,
         bytes_transferred: req.bytes_transferred,
         total_bytes: req.total_bytes,
         progress_percent: req.progress_percent,
         transfer_speed_bps: req.transfer_speed_bps,
-        error_message: req.error_message.clone(),
-        machine: req.machine.clone(),
+        error_message: req.error_message,
+        machine: req.machine,
         job_type,
         machine_info,
     })
@@ -229,7 +230,7 @@ mod tests {
     }
 
     fn field_of(req: proto::ReportProgressRequest) -> &'static str {
-        match validate(&req, NOW) {
+        match validate(req, NOW) {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected a rejection, got {other:?}"),
         }
@@ -237,7 +238,7 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_report_and_defaults_sampled_at_to_receive_time() {
-        let r = validate(&valid(), NOW).unwrap();
+        let r = validate(valid(), NOW).unwrap();
         assert_eq!(r.sampled_at, NOW);
         assert_eq!(r.status, JobStatus::Running);
         assert_eq!(r.job_type, Some(JobType::Full));
@@ -287,7 +288,7 @@ mod tests {
     fn machine_names_count_characters_not_bytes() {
         let mut r = valid();
         r.machine = "ü".repeat(255);
-        assert!(validate(&r, NOW).is_ok());
+        assert!(validate(r, NOW).is_ok());
     }
 
     proptest! {
@@ -306,7 +307,7 @@ mod tests {
                 sampled_at: Some(prost_types::Timestamp { seconds, nanos: 0 }),
                 ..Default::default()
             };
-            if let Ok(r) = validate(&req, NOW) {
+            if let Ok(r) = validate(req, NOW) {
                 prop_assert!(validate_job_id(&r.job_id).is_ok());
                 prop_assert!((0.0..=100.0).contains(&r.progress_percent));
                 prop_assert!((r.sampled_at - NOW).abs() <= MAX_CLOCK_SKEW_MS);

@@ -1117,7 +1117,7 @@ mod properties {
 
     fn check(bytes: &[u8]) {
         if let Ok(req) = proto::ReportProgressRequest::decode(bytes) {
-            if let Ok(r) = validate(&req, NOW) {
+            if let Ok(r) = validate(req, NOW) {
                 assert!(backwatch::domain::report::validate_job_id(&r.job_id).is_ok());
                 assert!((0.0..=100.0).contains(&r.progress_percent));
                 assert!(r.error_message.len() <= 4096);
